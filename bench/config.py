@@ -1,0 +1,168 @@
+"""Every number of the protocol (../shared/SPEC.md) in one place, and the named presets.
+
+Presets change only size knobs (hidden width, epochs, training images, test images,
+iterations, weight grid); everything else is the paper's protocol and is shared by all presets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+
+# ---- SPEC §1: data ---------------------------------------------------------------------------
+IMAGE_SIZE = 32
+CHANNELS = 3
+N_BITS = 5  # model space: x5 = floor(x255 / 8) in 0..31
+N_BINS = 2**N_BITS
+DIM = CHANNELS * IMAGE_SIZE * IMAGE_SIZE  # 3072
+CELEBA_PARTITIONS = {"train": 0, "valid": 1, "test": 2}
+# official filename ranges (inclusive), used when list_eval_partition.txt is missing
+CELEBA_RANGES = {"train": (1, 162770), "valid": (162771, 182637), "test": (182638, 202599)}
+EVAL_IMAGES = 192  # first 192 test images, 6 batches of 32
+EVAL_BATCH = 32
+
+# ---- SPEC §2: the paper's coupling flow ---------------------------------------------------------
+HIDDEN = 512
+COUPLING_LEVELS = 5
+COUPLING_STEPS = (2, 2, 2, 4, 4)  # K = 2, doubled at 2x2 and 1x1: 14 steps
+COUPLING_SPLITS = (False, False, True, True, False)  # split after the 4x4 and 2x2 scales
+COUPLING_PARAMS_AT_512 = 32_736_864
+SIGMOID_SHIFT = 2.0  # h' = h * sigmoid(s + 2) + t
+LOG_SCALE_FACTOR = 3.0  # NN output multiplied by exp(3 * log_scale)
+
+# ---- SPEC §3: the ablation glow flow -----------------------------------------------------------
+GLOW_LEVELS = 3
+GLOW_STEPS = (4, 4, 6)
+GLOW_SPLITS = (False, False, False)
+GLOW_PARAMS_AT_512 = 33_780_096
+
+# ---- SPEC §2: training -------------------------------------------------------------------------
+TRAIN_LR = 1e-4
+TRAIN_BETAS = (0.5, 0.999)
+TRAIN_BATCH = 32
+TRAIN_EPOCHS = 100
+
+# ---- SPEC §4: tasks -----------------------------------------------------------------------------
+NOISE_STD_FRACTION = 0.1  # of the dynamic range: 25.5 on 0..255, 0.2 in model space [-1, 1]
+BLUR_KERNEL = 3
+INPAINT_LO, INPAINT_HI = 0.3, 0.7  # rows/cols floor(0.3*32)=9 .. floor(0.7*32)=22 (exclusive)
+
+# ---- SPEC §5: methods ---------------------------------------------------------------------------
+SOLVER_ITERS = 1500
+SOLVER_LR = 5e-3
+SOLVER_BETAS = (0.9, 0.999)
+MAP_BETA = 0.5
+MAP_LR = 1.5e-3
+MAP_SIGMA = 2 * NOISE_STD_FRACTION  # noise std in model space
+LATENT_INIT_STD = 0.1  # z0 ~ N(0, 0.1^2 I) for MAP and the paper's solver
+BM3D_SIGMA = NOISE_STD_FRACTION  # on 0..1 images; the released code passed 25/255
+PAPER_WEIGHTS = {
+    "csgm": {"denoising": 0.1, "deblurring": 0.01, "inpainting": 0.01, "colorization": 0.01},
+    "glowip": {"denoising": 0.1, "deblurring": 0.0, "inpainting": 0.0, "colorization": 0.0},
+    "ours": {"denoising": 0.05, "deblurring": 0.02, "inpainting": 0.002, "colorization": 0.02},
+}
+# log-spaced grids containing the paper's chosen values (0 included where the paper chose it)
+GAMMA_GRID = (0.0, 0.001, 0.01, 0.1, 1.0)
+ALPHA_GRID = (0.0005, 0.002, 0.005, 0.02, 0.05, 0.2)
+
+# ---- SPEC §6: reports -------------------------------------------------------------------------
+SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
+SAMPLE_STDS = (0.0, 0.25, 0.5, 0.75, 0.8, 1.0, 1.2)
+SAMPLES_PER_ROW = 16
+PUBLISHED_TABLE1 = {  # paper convention (SPEC §6): (PSNR, SSIM)
+    "csgm": {
+        "denoising": (37.41, 0.897),
+        "deblurring": (37.17, 0.883),
+        "inpainting": (36.39, 0.839),
+        "colorization": (34.71, 0.897),
+    },
+    "glowip": {
+        "denoising": (37.21, 0.894),
+        "deblurring": (35.82, 0.867),
+        "inpainting": (37.81, 0.903),
+        "colorization": (35.79, 0.937),
+    },
+    "map": {"denoising": (37.35, 0.898)},
+    "bm3d": {"denoising": (37.65, 0.905)},
+    "ours": {
+        "denoising": (37.72, 0.918),
+        "deblurring": (39.72, 0.963),
+        "inpainting": (37.97, 0.913),
+        "colorization": (35.72, 0.940),
+    },
+}
+PUBLISHED_TABLE2 = {  # GTX 750 Ti, 1500 iterations, 128 samples
+    "glow": {"ms": 10.86, "std": 0.18, "params": 33_800_000},
+    "coupling": {"ms": 4.46, "std": 0.03, "params": 32_700_000},
+}
+TIMING_ITERS = 1500
+TIMING_BATCH = 128
+
+
+@dataclass(frozen=True)
+class Preset:
+    """Size knobs only; the protocol above is the same for every preset."""
+
+    name: str
+    hidden: int
+    epochs: int
+    train_images: int | None  # None: every training image present
+    valid_images: int  # for validation bits/dim and for weight selection
+    test_images: int
+    iters: int
+    select_images: int  # valid images used for the weight grid search
+    gamma_grid: tuple[float, ...] = GAMMA_GRID
+    alpha_grid: tuple[float, ...] = ALPHA_GRID
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def with_(self, **kw) -> Preset:
+        return replace(self, **kw)
+
+
+PRESETS: dict[str, Preset] = {
+    "paper": Preset(
+        name="paper",
+        hidden=HIDDEN,
+        epochs=TRAIN_EPOCHS,
+        train_images=None,
+        valid_images=1000,
+        test_images=EVAL_IMAGES,
+        iters=SOLVER_ITERS,
+        select_images=EVAL_IMAGES,
+    ),
+    "cpu": Preset(
+        name="cpu",
+        hidden=128,
+        epochs=4,
+        train_images=None,
+        valid_images=512,
+        test_images=EVAL_IMAGES,
+        iters=300,
+        select_images=32,
+    ),
+    "smoke": Preset(
+        name="smoke",
+        hidden=16,
+        epochs=1,
+        train_images=256,
+        valid_images=64,
+        test_images=4,
+        iters=10,
+        select_images=4,
+        gamma_grid=(0.0, 0.01, 0.1),
+        alpha_grid=(0.002, 0.02),
+    ),
+}
+DEFAULT_PRESET = "paper"
+
+
+def get_preset(name: str) -> Preset:
+    """The named preset, or a ValueError naming the choices."""
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}"
+        ) from None
