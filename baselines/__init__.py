@@ -1,0 +1,15 @@
+"""The baselines of Table 1 (SPEC §5), registered in `bench.methods.METHODS` on import.
+
+This folder is installed as the import package ``bench_baselines`` (see pyproject.toml): a
+top-level package called ``baselines`` collides with an unrelated, widely installed one.
+
+- ``csgm``: CSGM (Bora et al.), min ‖A G(z) − y‖² + γ‖z‖², z0 ~ N(0, I);
+- ``glowip``: GlowIP (Asim et al.), the same objective from z0 = 0;
+- ``map``: MAP (Whang et al.), 1/(2σ²)‖G(z) − y‖² − β log p(G(z)), denoising only
+  (``map-all``: every task; ``map-released``: the released code's sign defect);
+- ``bm3d``: BM3D on the noisy image (denoising only; no flow).
+"""
+
+from bench_baselines import bm3d, csgm, glowip, map  # noqa: F401  (registers the methods)
+
+__all__ = ["bm3d", "csgm", "glowip", "map"]

@@ -1,0 +1,64 @@
+"""BM3D (Dabov et al.), denoising only (SPEC §5): ``bm3d.bm3d_rgb`` on 0..1 images with
+``sigma_psd = 0.1`` (the noise std; the released code passed 25/255). No flow, no weight.
+
+The measurement arrives in model space; it goes back to 8-bit pixels (``data.to_pixels``,
+5-bit levels k·8) and is placed at the centre of its 5-bit bin, (k + ½)·8, before dividing by
+255 (the lower bin edge would bias every estimate by half a bin, which the final floor to 5 bits
+turns into a one-level error on about half of the pixels). The estimate p (0..255 scale) returns
+to model space continuously, ``x = p / 256 · 2 − 1``, whose ``to_pixels`` is
+``floor(p / 8) · 8``. Images are denoised one at a time (BM3D has no batch mode).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from bench import config, data
+from bench.methods import Method, Restoration, register
+from bench.solve import progress_hook
+
+PIXEL_STEP = 256 // config.N_BINS  # 8
+
+
+class BM3D(Method):
+    """BM3D on the noisy image; denoising only, no flow, no weight (one cell)."""
+
+    name = "bm3d"
+    label = "BM3D"
+    weight_name = None
+    needs_flow = False
+    tasks = ("denoising",)
+    skip_reason = "BM3D is a denoiser: it has no forward operator to invert for this task"
+    sigma_psd = config.BM3D_SIGMA
+
+    def restore(self, flow, task, y, weight, iters, seeds, device, progress=None, lr=None):
+        import bm3d
+
+        y = torch.as_tensor(y).detach().cpu()
+        self._check(task, y, seeds)
+        hook, close = progress_hook(progress, y.shape[0])
+        start = time.perf_counter()
+        try:
+            pix = (data.to_pixels(y).to(torch.float64) + PIXEL_STEP / 2) / 255.0
+            pix = pix.permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
+            out = np.empty_like(pix)
+            for i in range(pix.shape[0]):
+                out[i] = bm3d.bm3d_rgb(pix[i], sigma_psd=self.sigma_psd)
+                hook(i + 1)
+        finally:
+            close()
+        x = torch.from_numpy(out).permute(0, 3, 1, 2) * (255.0 / 256.0) * 2 - 1
+        x = x.clamp(-1.0, 1.0).to(torch.float32).contiguous()
+        n = x.shape[0]
+        return Restoration(
+            x=x,
+            loss=np.full(n, np.nan),
+            diverged=np.zeros(n, dtype=bool),
+            seconds=time.perf_counter() - start,
+        )
+
+
+register(BM3D())

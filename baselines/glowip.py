@@ -1,0 +1,19 @@
+"""GlowIP (Asim et al. 2020) as the paper runs it (SPEC §5): CSGM's objective
+min ‖A G(z) − y‖₂² + γ‖z‖₂² started from z0 = 0; γ from the preset's gamma grid."""
+
+from __future__ import annotations
+
+from bench_baselines.csgm import CSGM
+
+from bench.methods import register
+
+
+class GlowIP(CSGM):
+    """CSGM's objective from z0 = 0."""
+
+    name = "glowip"
+    label = "GlowIP"
+    init_std = 0.0
+
+
+register(GlowIP())

@@ -1,0 +1,124 @@
+"""`bench ablation --timing`: Table 2 (§5.6), generation time of the coupling flow against the
+glow flow in its three 1×1-convolution modes, plus one solver iteration."""
+
+from __future__ import annotations
+
+import click
+
+from bench import config
+from bench.cli import main
+from bench.cli.common import command_line, device_option, handle_errors, resolve_device
+from bench.errors import BenchError
+
+_PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light to import)
+
+
+@main.command()
+@click.option(
+    "--timing", is_flag=True, help="run the Table 2 timing ablation (the only ablation; required)"
+)
+@click.option(
+    "--preset",
+    type=click.Choice(_PRESETS),
+    default="cpu",
+    show_default=True,
+    help=f"paper: width {config.HIDDEN}, {config.TIMING_ITERS} iterations, batch "
+    f"{config.TIMING_BATCH}; cpu: width 128, 50 iterations, batch 32; "
+    "smoke: width 8, 3 iterations, batch 4",
+)
+@click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    default=None,
+    help="hidden width of both flows' coupling networks (overrides the preset)",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="samples per generated batch (overrides the preset)",
+)
+@click.option(
+    "--iters",
+    type=click.IntRange(min=1),
+    default=None,
+    help="timed iterations per measurement (overrides the preset)",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=None,
+    help="untimed calls before each measurement (overrides the preset)",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="CPU threads for torch (default: torch's; 1 is steadier on a busy machine)",
+)
+@device_option
+@click.option(
+    "--checkpoint",
+    multiple=True,
+    type=click.Path(dir_okay=False),
+    help="a trained flow's checkpoint (repeat: at most one per architecture); "
+    "default: untrained weights, which cost the same",
+)
+@click.option("--out", default="reports", show_default=True, help="reports folder (table2.md)")
+@click.option(
+    "--results",
+    default="results",
+    show_default=True,
+    help="results folder (timing.csv: raw per-iteration times; timing_summary.csv)",
+)
+@click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="progress bar on stderr"
+)
+@handle_errors
+def ablation(
+    timing, threads, preset, width, batch, iters, warmup, device, checkpoint, out, results, progress
+):
+    """Table 2: time generation (z → x) and one solver iteration of the coupling and glow
+    flows at the same width; glow with its 1×1 convolutions' inverse recomputed at every call
+    (the paper), cached once, and LU-parameterised. Writes OUT/table2.md and RESULTS/timing*.
+    Needs no data."""
+    if not timing:
+        raise BenchError("nothing to do: pass --timing (`bench ablation --timing`)")
+    import os
+
+    from bench import timing as tm
+
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    opts = tm.resolve_timing_options(
+        preset, width, batch, iters, warmup, from_checkpoint=bool(checkpoint)
+    )
+    df = tm.run_timing_ablation(
+        opts.width,
+        opts.batch,
+        opts.iters,
+        opts.warmup,
+        dev,
+        checkpoint=list(checkpoint) or None,
+        progress=progress,
+    )
+    meta = tm.timing_meta(
+        dev,
+        int(df["width"].iloc[0]),
+        opts.batch,
+        opts.iters,
+        opts.warmup,
+        command_line(),
+        preset=preset,
+        checkpoint=list(checkpoint) or None,
+        load_start=load_start,
+    )
+    text = tm.format_table2(df, meta)
+    path = tm.write_table2(df, meta, out)
+    files = tm.write_timings(df, meta, results)
+    click.echo(text)
+    click.echo(f"wrote {path} and {', '.join(str(f) for f in files)}")

@@ -1,0 +1,610 @@
+"""Reports built from the results store (never by solving): Table 1 as Markdown, the weight
+grid-search curves and Figures 3–6 as PNG.
+
+`write_table1(run_dir, out_dir, command)` writes, under `out_dir`:
+
+- ``table1.md``: our PSNR / SSIM per method and task (mean with a 95% t-interval over the test
+  images), the paper-convention values (SPEC §6) beside the published Table 1, the selected
+  weights, skipped and failed cells, and the grid search, under a header that states the data,
+  preset, model, command, date and device;
+- ``grid_search.png``: mean PSNR against the weight per method, one panel per task (log x axis;
+  a weight of 0 is drawn one decade left of the smallest positive weight and labelled 0);
+- ``fig3_denoising.png`` … ``fig6_colorization.png``: rows target, measurement and each method,
+  on the first 8 test images.
+
+Rows are read with pandas from the CSV files the runner stores (`bench.runner.read_cells`).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from bench import config
+from bench.runner import (
+    atomic_write_text,
+    find_run,
+    read_cells,
+    read_inputs,
+    read_manifest,
+    weight_key,
+)
+
+FIGURES = {"denoising": 3, "deblurring": 4, "inpainting": 5, "colorization": 6}
+FIGURE_IMAGES = 8  # columns of Figures 3–6: the first test images
+TABLE1_FILE = "table1.md"
+GRID_FILE = "grid_search.png"
+WEIGHT_SYMBOLS = {"gamma": "γ", "alpha": "α", "beta": "β"}
+STAGE_WORDS = {"select": "selection (valid) images", "test": "test images"}
+DPI = 120
+
+
+def figure_file(task: str) -> str:
+    return f"fig{FIGURES[task]}_{task}.png" if task in FIGURES else f"fig_{task}.png"
+
+
+# ---- reading -----------------------------------------------------------------------------------
+@dataclass
+class RunData:
+    run_dir: Path
+    manifest: dict
+    rows: object  # pandas DataFrame, one row per image and cell
+
+
+def load_run(run_dir: str | Path) -> RunData:
+    run_dir = Path(run_dir)
+    return RunData(run_dir, read_manifest(run_dir), read_cells(run_dir))
+
+
+def _cell_rows(rows, stage: str, method: str, task: str, weight):
+    if len(rows) == 0:
+        return rows
+    sel = rows[(rows["stage"] == stage) & (rows["method"] == method) & (rows["task"] == task)]
+    w = sel["weight"].astype(float)
+    if weight is None:
+        sel = sel[w.isna()]
+    else:
+        sel = sel[np.isclose(w, float(weight), rtol=1e-9, atol=0)]
+    return sel.sort_values("index")
+
+
+def paper_convention_psnr(mse5_in_order, batch: int = config.EVAL_BATCH) -> tuple[float, int]:
+    """The released code's PSNR (SPEC §6), MSE pooled over consecutive batches of `batch`
+    images (a last partial batch included), averaged over batches: (value, batches)."""
+    from bench import metrics
+
+    v = np.asarray(mse5_in_order, dtype=np.float64)
+    if v.size == 0 or not np.isfinite(v).all():
+        return math.nan, 0
+    groups = [v[i : i + batch] for i in range(0, v.size, batch)]
+    return float(np.mean([metrics.paper_psnr(g) for g in groups])), len(groups)
+
+
+def summary_frame(data: RunData | str | Path):
+    """One row per (method, task) of the run, in table order: status ('ok', 'failed',
+    'skipped', 'not run'), the reported weight and its source, image count, PSNR and SSIM mean
+    and 95% half-width, paper-convention PSNR, published values."""
+    import pandas as pd
+
+    from bench import metrics
+
+    data = data if isinstance(data, RunData) else load_run(data)
+    man, rows = data.manifest, data.rows
+    out = []
+    for m in man["methods"]:
+        for t in man["tasks"]:
+            rec = {
+                "method": m,
+                "label": man.get("method_labels", {}).get(m, m),
+                "task": t,
+                "status": "not run",
+                "reason": "",
+                "weight_name": man.get("weight_names", {}).get(m) or "",
+                "weight": math.nan,
+                "source": "",
+                "cell": "",
+                "n": 0,
+                "n_diverged": 0,
+                "psnr": math.nan,
+                "psnr_ci": math.nan,
+                "ssim": math.nan,
+                "ssim_ci": math.nan,
+                "paper_psnr": math.nan,
+                "paper_batches": 0,
+                "published_psnr": math.nan,
+                "published_ssim": math.nan,
+            }
+            pub = config.PUBLISHED_TABLE1.get(m, {}).get(t)
+            if pub:
+                rec["published_psnr"], rec["published_ssim"] = pub
+            reason = man.get("skipped", {}).get(m, {}).get(t)
+            sel = man.get("selection", {}).get(m, {}).get(t)
+            if reason and not sel:
+                rec.update(status="skipped", reason=reason)
+                out.append(rec)
+                continue
+            if not sel:
+                out.append(rec)
+                continue
+            rec["source"] = sel.get("source", "")
+            w = sel.get("weight")
+            if w is None and sel.get("failed"):
+                rec.update(status="failed", reason="every weight of the grid diverged")
+                out.append(rec)
+                continue
+            rec["weight"] = math.nan if w is None else float(w)
+            rec["cell"] = man.get("labels", {}).get(m, {}).get(weight_key(w), m)
+            cell = _cell_rows(rows, "test", m, t, w)
+            if len(cell) == 0:
+                out.append(rec)
+                continue
+            diverged = cell["diverged"].astype(bool)
+            rec["n"], rec["n_diverged"] = len(cell), int(diverged.sum())
+            if diverged.any():
+                rec.update(status="failed", reason=f"{int(diverged.sum())}/{len(cell)} images "
+                                                   "diverged (NaN or inf)")
+                out.append(rec)
+                continue
+            rec["status"] = "ok"
+            rec["psnr"], rec["psnr_ci"] = metrics.mean_ci(cell["psnr"].to_numpy(float))
+            rec["ssim"], rec["ssim_ci"] = metrics.mean_ci(cell["ssim"].to_numpy(float))
+            rec["paper_psnr"], rec["paper_batches"] = paper_convention_psnr(
+                cell["mse5"].to_numpy(float))
+            out.append(rec)
+    return pd.DataFrame(out)
+
+
+def grid_frame(data: RunData | str | Path):
+    """Mean PSNR / SSIM per (method, task, weight) on the grid stage's images (the selection
+    images, or the test images with select_on='test'); empty without a grid."""
+    import pandas as pd
+
+    data = data if isinstance(data, RunData) else load_run(data)
+    man, rows = data.manifest, data.rows
+    stage = "select" if man.get("select_on") == "valid" else "test"
+    cols = ["method", "task", "weight", "n", "n_diverged", "psnr", "ssim", "selected"]
+    if man.get("weights") != "grid" or len(rows) == 0:
+        return pd.DataFrame(columns=cols)
+    out = []
+    for m in man["methods"]:
+        grid = [w for w in man.get("grids", {}).get(m, []) if w is not None]
+        if len(grid) < 2:
+            continue
+        for t in man["tasks"]:
+            sel = man.get("selection", {}).get(m, {}).get(t) or {}
+            if sel.get("source") not in ("valid grid", "test grid"):
+                continue
+            for w in grid:
+                cell = _cell_rows(rows, stage, m, t, w)
+                if len(cell) == 0:
+                    continue
+                div = cell["diverged"].astype(bool)
+                ok = not div.any()
+                chosen = sel.get("weight")
+                out.append({
+                    "method": m,
+                    "task": t,
+                    "weight": float(w),
+                    "n": len(cell),
+                    "n_diverged": int(div.sum()),
+                    "psnr": float(cell["psnr"].mean()) if ok else math.nan,
+                    "ssim": float(cell["ssim"].mean()) if ok else math.nan,
+                    "selected": chosen is not None and math.isclose(float(chosen), float(w)),
+                })
+    return pd.DataFrame(out, columns=cols)
+
+
+# ---- formatting --------------------------------------------------------------------------------
+def _num(v: float, digits: int) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "—"
+    if math.isinf(v):
+        return "inf" if v > 0 else "-inf"
+    return f"{v:.{digits}f}"
+
+
+def _pm(mean: float, half: float, digits: int) -> str:
+    if math.isnan(half) or math.isinf(mean):
+        return _num(mean, digits)
+    return f"{_num(mean, digits)} ± {_num(half, digits)}"
+
+
+def format_weight(w) -> str:
+    if w is None or (isinstance(w, float) and math.isnan(w)):
+        return "—"
+    short = f"{float(w):g}"
+    return short if float(short) == float(w) else repr(float(w))
+
+
+def _weight_text(name: str | None, w) -> str:
+    if not name:
+        return "no weight"
+    return f"{WEIGHT_SYMBOLS.get(name, name)} = {format_weight(w)}"
+
+
+def _status_text(rec) -> str:
+    if rec["status"] == "skipped":
+        return "n/a"
+    if rec["status"] == "failed":
+        return f"**failed** ({rec['reason']})"
+    if rec["status"] == "not run":
+        return "not run"
+    return ""
+
+
+def _md_table(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines)
+
+
+def _task_title(t: str) -> str:
+    return t.capitalize()
+
+
+def ours_table(summary, methods: list[str], tasks: list[str], labels: dict) -> str:
+    body = []
+    for m in methods:
+        row = [labels.get(m, m)]
+        for t in tasks:
+            rec = summary[(summary.method == m) & (summary.task == t)].iloc[0]
+            row.append(_status_text(rec) or (
+                f"{_pm(rec.psnr, rec.psnr_ci, 2)} / {_pm(rec.ssim, rec.ssim_ci, 3)}"))
+        body.append(row)
+    return _md_table(["method"] + [_task_title(t) for t in tasks], body)
+
+
+def paper_table(summary, methods: list[str], tasks: list[str], labels: dict) -> str:
+    body = []
+    for m in methods:
+        row = [labels.get(m, m)]
+        for t in tasks:
+            rec = summary[(summary.method == m) & (summary.task == t)].iloc[0]
+            pub = (f"{_num(rec.published_psnr, 2)} / {_num(rec.published_ssim, 3)}"
+                   if not math.isnan(rec.published_psnr) else "—")
+            ours = _status_text(rec) or f"{_num(rec.paper_psnr, 2)} / {_num(rec.ssim, 3)}"
+            row.append(f"{ours} (paper: {pub})")
+        body.append(row)
+    return _md_table(["method"] + [_task_title(t) for t in tasks], body)
+
+
+def weights_table(summary, methods: list[str], tasks: list[str], labels: dict) -> str:
+    body = []
+    for m in methods:
+        row = [labels.get(m, m)]
+        for t in tasks:
+            rec = summary[(summary.method == m) & (summary.task == t)].iloc[0]
+            if rec.status == "skipped":
+                row.append("n/a")
+            elif not rec.source:
+                row.append("not run")
+            elif rec.status == "failed" and not rec.cell:
+                row.append(f"none ({rec.reason})")
+            else:
+                w = None if math.isnan(rec.weight) else rec.weight
+                row.append(f"{_weight_text(rec.weight_name, w)} ({rec.source})")
+        body.append(row)
+    return _md_table(["method"] + [_task_title(t) for t in tasks], body)
+
+
+def grid_tables(grid, methods: list[str], tasks: list[str], labels: dict,
+                weight_names: dict) -> str:
+    parts = []
+    for t in tasks:
+        sub = grid[grid.task == t]
+        if len(sub) == 0:
+            continue
+        weights = sorted(set(sub.weight))
+        body = []
+        for m in methods:
+            ms = sub[sub.method == m]
+            if len(ms) == 0:
+                continue
+            row = [f"{labels.get(m, m)} ({WEIGHT_SYMBOLS.get(weight_names.get(m), '')})"]
+            for w in weights:
+                c = ms[np.isclose(ms.weight, w)]
+                if len(c) == 0:
+                    row.append("")
+                    continue
+                c = c.iloc[0]
+                text = (f"failed ({c.n_diverged}/{c.n})" if c.n_diverged
+                        else f"{_num(c.psnr, 2)}")
+                row.append(f"**{text}**" if c.selected else text)
+            body.append(row)
+        parts.append(f"**{_task_title(t)}**\n\n"
+                     + _md_table(["method"] + [format_weight(w) for w in weights], body))
+    return "\n\n".join(parts)
+
+
+def _images_line(info: dict | None) -> str:
+    if not info:
+        return "none"
+    span = f"{info['first']} … {info['last']}" if info.get("first") else "no files"
+    extra = f"; {len(info['skipped'])} unreadable skipped" if info.get("skipped") else ""
+    return f"{info['label']} — {info['count']} images, files {span}{extra}"
+
+
+def _model_line(model: dict) -> str:
+    parts = [f"{model.get('arch', '?')} flow", f"width {model.get('hidden', '?')}"]
+    if model.get("num_params") is not None:
+        parts.append(f"{int(model['num_params']):,} parameters")
+    parts.append(f"fingerprint `{model.get('fingerprint', '?')}`")
+    bpd = model.get("val_bpd")
+    parts.append(f"validation {bpd:.3f} bits/dim" if isinstance(bpd, (int, float))
+                 else "validation bits/dim unknown")
+    if model.get("epochs") is not None:
+        planned = model.get("epochs_planned")
+        parts.append(f"{model['epochs']} epoch(s)" + (f" of {planned}" if planned else ""))
+    if model.get("dataset_label") or model.get("dataset"):
+        parts.append(f"trained on {model.get('dataset_label') or model.get('dataset')}")
+    if model.get("path"):
+        parts.append(f"checkpoint `{model['path']}`")
+    return ", ".join(parts)
+
+
+def _preset_line(p: dict) -> str:
+    grids = f"γ grid {list(p.get('gamma_grid', []))}, α grid {list(p.get('alpha_grid', []))}"
+    return (f"`{p['name']}` (width {p['hidden']}, {p['epochs']} epoch(s), {p['test_images']} "
+            f"test images, {p['select_images']} selection images, {p['iters']} iterations, "
+            f"{grids}); the protocol is the same for every preset")
+
+
+def _selection_line(man: dict) -> str:
+    if man.get("weights") == "paper":
+        return "the paper's chosen weights (`--weights paper`), no grid search"
+    if man.get("select_on") == "test":
+        return ("grid search directly on the test images, best mean PSNR reported "
+                "(`--select-on test`: the paper's practice, optimistic)")
+    return ("grid search on the selection images (valid partition), the best weight per method "
+            "and task by mean PSNR then run on the test images")
+
+
+def render_table1(data: RunData | str | Path, command: str | None = None,
+                  figures: dict[str, str] | None = None, grid_png: str | None = GRID_FILE) -> str:
+    """The Markdown of table1.md."""
+    data = data if isinstance(data, RunData) else load_run(data)
+    man = data.manifest
+    summary = summary_frame(data)
+    grid = grid_frame(data)
+    methods, tasks = man["methods"], man["tasks"]
+    labels = man.get("method_labels", {})
+    now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+    test = man.get("test_images") or {}
+    n_images = test.get("count", 0)
+    batches = max(1, math.ceil(n_images / config.EVAL_BATCH)) if n_images else 0
+    run_cmd = man.get("command") or "(run from Python)"
+    lines = [
+        f"# Table 1: image restoration on {man['dataset']} (preset `{man['preset']['name']}`)",
+        "",
+        f"- **Test images**: {_images_line(test)}",
+        f"- **Weight selection**: {_selection_line(man)}; selection images: "
+        f"{_images_line(man.get('select_images'))}",
+        f"- **Preset**: {_preset_line(man['preset'])}",
+        f"- **Solver**: {man['iters']} Adam iterations per solve (lr {man.get('lr')}; MAP "
+        f"{config.MAP_LR}), seed {man['seed']}",
+        f"- **Model**: {_model_line(man.get('model', {}))}",
+        f"- **Run command**: `{run_cmd}`",
+    ]
+    if command and command != run_cmd:
+        lines.append(f"- **Report command**: `{command}`")
+    lines += [
+        f"- **Run**: `{man['run_id']}` (`{data.run_dir}`), started {man.get('created')}, "
+        f"updated {man.get('updated')}" + ("" if man.get("complete") else
+                                           " — **incomplete: rerun the command to finish**"),
+        f"- **Report written**: {now}",
+        f"- **Device**: {man.get('device_description') or man.get('device')}",
+        "",
+        f"## Our results: PSNR (dB) / SSIM, mean ± 95% interval over {n_images} test images",
+        "",
+        "Standard PSNR (10·log10(255²/MSE) per image on 8-bit values) and SSIM (Gaussian "
+        "window 11, σ 1.5, data range 255), both against the 5-bit clean target at 8 bits.",
+        "",
+        ours_table(summary, methods, tasks, labels),
+        "",
+        "## Paper convention beside the published Table 1",
+        "",
+        f"PSNR as the released code computed it: 20·log10(255 / MSE^¼) with the 5-bit MSE "
+        f"pooled over batches of {config.EVAL_BATCH} consecutive test images"
+        + (f" ({batches} batch(es) here, averaged)" if batches else "")
+        + "; SSIM as above. Published values (paper's convention, 192 CelebA test images) "
+        "in parentheses.",
+        "",
+        paper_table(summary, methods, tasks, labels),
+        "",
+        "## Selected weights",
+        "",
+        weights_table(summary, methods, tasks, labels),
+    ]
+    notes = []
+    for rec in summary.itertuples():
+        if rec.status == "skipped":
+            notes.append(f"- {rec.label} on {rec.task}: skipped — {rec.reason}")
+        elif rec.status == "failed":
+            notes.append(f"- {rec.label} on {rec.task}: **failed** — {rec.reason}")
+        elif rec.status == "not run":
+            notes.append(f"- {rec.label} on {rec.task}: not run yet")
+    failed_grid = grid[grid.n_diverged > 0] if len(grid) else grid
+    for rec in failed_grid.itertuples():
+        notes.append(f"- {labels.get(rec.method, rec.method)} on {rec.task}, "
+                     f"{_weight_text(man['weight_names'].get(rec.method), rec.weight)} (grid): "
+                     f"**failed** — {rec.n_diverged}/{rec.n} images diverged")
+    if notes:
+        lines += ["", "## Skipped and failed cells", ""] + notes
+    stage = "select" if man.get("select_on") == "valid" else "test"
+    lines += ["", "## Grid search", ""]
+    if len(grid):
+        lines += [
+            f"Mean PSNR (dB) per weight on the {STAGE_WORDS[stage]} "
+            f"({(man.get('select_images') or test).get('count')} images); the selected weight "
+            "in bold.",
+            "",
+            grid_tables(grid, methods, tasks, labels, man.get("weight_names", {})),
+        ]
+        if grid_png:
+            lines += ["", f"![grid search]({grid_png})"]
+    else:
+        lines.append("No grid search in this run.")
+    if figures:
+        lines += ["", "## Figures 3–6", "",
+                  f"Rows: target (5-bit), measurement, each method; the first "
+                  f"{min(FIGURE_IMAGES, n_images)} test images."]
+        for t, name in figures.items():
+            lines += ["", f"![Figure {FIGURES.get(t, '')}: {t}]({name})"]
+    return "\n".join(lines) + "\n"
+
+
+def console_table(data: RunData | str | Path) -> str:
+    """The two result tables, for printing after a run."""
+    data = data if isinstance(data, RunData) else load_run(data)
+    man = data.manifest
+    summary = summary_frame(data)
+    labels = man.get("method_labels", {})
+    return (
+        "Our results: PSNR (dB) / SSIM, mean ± 95% interval\n\n"
+        + ours_table(summary, man["methods"], man["tasks"], labels)
+        + "\n\nPaper convention (pooled 5-bit PSNR) beside the published values\n\n"
+        + paper_table(summary, man["methods"], man["tasks"], labels)
+        + "\n\nSelected weights\n\n"
+        + weights_table(summary, man["methods"], man["tasks"], labels)
+        + "\n"
+    )
+
+
+# ---- plots -------------------------------------------------------------------------------------
+def _save(fig, path: Path) -> Path:
+    from bench.runner import _atomic_write_bytes
+
+    _atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
+    return path
+
+
+def write_grid_png(data: RunData | str | Path, path: str | Path) -> Path:
+    """PSNR against the weight per method, one panel per task; 0 drawn one decade left of the
+    smallest positive weight on the log axis and labelled 0."""
+    from matplotlib.figure import Figure
+
+    data = data if isinstance(data, RunData) else load_run(data)
+    man = data.manifest
+    grid = grid_frame(data)
+    tasks = [t for t in man["tasks"] if len(grid) and (grid.task == t).any()]
+    if not tasks:
+        fig = Figure(figsize=(5, 1.5))
+        fig.text(0.5, 0.5, "no grid search in this run", ha="center", va="center")
+        return _save(fig, Path(path))
+    positive = [w for w in grid.weight if w > 0]
+    zero_at = (min(positive) / 10) if positive else 1e-3
+    fig = Figure(figsize=(4.2 * len(tasks), 3.4), layout="constrained")
+    axes = fig.subplots(1, len(tasks), squeeze=False)[0]
+    labels = man.get("method_labels", {})
+    stage = "select" if man.get("select_on") == "valid" else "test"
+    for ax, t in zip(axes, tasks):
+        sub = grid[grid.task == t]
+        ticks = sorted(set(sub.weight))
+        for m in man["methods"]:
+            ms = sub[sub.method == m].sort_values("weight")
+            if len(ms) == 0:
+                continue
+            xs = np.array([w if w > 0 else zero_at for w in ms.weight])
+            sym = WEIGHT_SYMBOLS.get(man.get("weight_names", {}).get(m), "")
+            line = ax.plot(xs, ms.psnr, marker="o", label=f"{labels.get(m, m)} ({sym})")[0]
+            chosen = ms[ms.selected]
+            if len(chosen):
+                cx = [w if w > 0 else zero_at for w in chosen.weight]
+                ax.plot(cx, chosen.psnr, marker="*", markersize=14, color=line.get_color(),
+                        linestyle="none")
+            bad = ms[ms.n_diverged > 0]
+            if len(bad):
+                bx = [w if w > 0 else zero_at for w in bad.weight]
+                ymin = np.nanmin(sub.psnr) if np.isfinite(sub.psnr).any() else 0.0
+                ax.plot(bx, [ymin] * len(bx), marker="x", color=line.get_color(),
+                        linestyle="none")
+        ax.set_xscale("log")
+        ax.set_xticks([w if w > 0 else zero_at for w in ticks])
+        ax.set_xticklabels([format_weight(w) for w in ticks], rotation=45, fontsize=8)
+        ax.minorticks_off()
+        ax.set_title(t)
+        ax.set_xlabel("weight (0 drawn left of the axis break)" if 0.0 in ticks else "weight")
+        ax.set_ylabel("mean PSNR (dB)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle(f"Grid search on the {STAGE_WORDS[stage]} (★ selected, × diverged) — "
+                 f"{man['dataset']}, preset {man['preset']['name']}", fontsize=10)
+    return _save(fig, Path(path))
+
+
+def _hwc(img: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(1, 2, 0))
+
+
+def write_figure(data: RunData | str | Path, task: str, path: str | Path,
+                 n_images: int = FIGURE_IMAGES) -> Path | None:
+    """One of Figures 3–6: rows target, measurement and each method that ran on the task
+    (its reported cell), columns the first `n_images` test images. None without inputs."""
+    from matplotlib.figure import Figure
+
+    from bench.runner import read_restored
+
+    data = data if isinstance(data, RunData) else load_run(data)
+    man = data.manifest
+    inputs = read_inputs(data.run_dir, task)
+    if inputs is None:
+        return None
+    n = min(n_images, len(inputs["names"]))
+    summary = summary_frame(data)
+    rows: list[tuple[str, np.ndarray | None]] = [
+        ("target", inputs["target"][:n]),
+        ("measurement", inputs["measurement"][:n]),
+    ]
+    for rec in summary[summary.task == task].itertuples():
+        if rec.status not in ("ok", "failed") or not rec.cell:
+            continue
+        imgs = read_restored(data.run_dir, rec.cell, task)
+        w = None if math.isnan(rec.weight) else rec.weight
+        name = rec.label + ("" if not rec.weight_name else
+                            f"\n{_weight_text(rec.weight_name, w)}")
+        if rec.status == "failed":
+            name += "\n(failed)"
+        rows.append((name, None if imgs is None else imgs[:n]))
+    fig = Figure(figsize=(1.0 * n + 1.4, 1.05 * len(rows) + 0.5), layout="constrained")
+    axes = fig.subplots(len(rows), n, squeeze=False)
+    for r, (name, imgs) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if imgs is not None and c < len(imgs):
+                ax.imshow(_hwc(imgs[c]), interpolation="nearest")
+            if c == 0:
+                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
+    fig.suptitle(f"Figure {FIGURES.get(task, '')}: {task} — {man['dataset']}, preset "
+                 f"{man['preset']['name']}", fontsize=10)
+    return _save(fig, Path(path))
+
+
+# ---- entry points ------------------------------------------------------------------------------
+def write_table1(run_dir: str | Path, out_dir: str | Path = "reports",
+                 command: str | None = None) -> Path:
+    """Write table1.md, grid_search.png and Figures 3–6 of a stored run under `out_dir`;
+    returns the path of table1.md."""
+    data = load_run(run_dir)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_grid_png(data, out / GRID_FILE)
+    figures = {}
+    for t in data.manifest["tasks"]:
+        name = figure_file(t)
+        if write_figure(data, t, out / name) is not None:
+            figures[t] = name
+    path = out / TABLE1_FILE
+    atomic_write_text(path, render_table1(data, command, figures, GRID_FILE))
+    return path
+
+
+def rebuild(results_dir: str | Path = "results", out_dir: str | Path = "reports",
+            run_id: str | None = None, command: str | None = None) -> Path:
+    """`bench report`: the reports of a stored run (default the latest), without solving."""
+    return write_table1(find_run(results_dir, run_id), out_dir, command)

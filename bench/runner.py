@@ -1,0 +1,1164 @@
+"""The Table 1 runner (SPEC §4–6): cells, weight selection, parallel and distributed execution,
+and the results store.
+
+A *cell* is one (stage, method, weight, task): the method restores every image of the stage
+in one batch and the runner stores one row per image. Stages:
+
+- ``select``: the weight grid on the first ``preset.select_images`` images of the *valid*
+  partition (the default, ``select_on='valid'``); the best weight per (method, task) by mean
+  PSNR is then run on the test images.
+- ``test``: the first ``preset.test_images`` images of the *test* partition. With
+  ``select_on='test'`` (the paper's practice) the whole grid runs here and the best is reported;
+  with ``weights='paper'`` only the paper's chosen weights run, with no grid.
+
+The results store (read directly by pandas)::
+
+    results/runs/<run-id>/run.json                       manifest: configuration, selection
+    results/runs/<run-id>/inputs/test/<task>.npz         targets and measurements, for figures
+    results/runs/<run-id>/cells/<stage>/<method>[weight=..]__<task>.csv   one row per image
+    results/runs/<run-id>/cells/<stage>/<method>[weight=..]__<task>.npy   restored images, uint8
+
+Every file is written atomically (temporary file + ``os.replace``) and a cell's CSV is written
+last, so a cell is finished exactly when its CSV exists: a rerun skips finished cells (an
+interrupted run loses at most the cells in flight) and ``force=True`` recomputes them. The
+run-id is a hash of everything that determines the numbers (dataset and its files, preset,
+model fingerprint, seed, selection mode, device type), so the same command finds its cells.
+
+Workers only compute; the driver process writes every file. That keeps the store consistent
+whether cells run in this process, in joblib's loky worker processes, or on a Dask cluster
+whose workers do not share this machine's disk.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import math
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench import config
+from bench.config import Preset
+from bench.errors import BenchError
+
+# ---- constants of this module ------------------------------------------------------------------
+RUN_FORMAT = 1  # bump when the stored layout or the meaning of a cell changes
+STAGES = ("select", "test")
+SELECT_ON = ("valid", "test")
+WEIGHT_MODES = ("grid", "paper")
+BACKENDS = ("joblib", "dask")
+RUNS_DIR = "runs"
+CELLS_DIR = "cells"
+INPUTS_DIR = "inputs"
+MANIFEST = "run.json"
+ESTIMATE_ITERS = 2  # solver iterations timed for the run-time estimate
+# relative cost of one iteration compared with a plain G(z) solve (MAP pushes G(z) back
+# through the flow: two passes); methods without a flow cost ~nothing next to the solves
+ESTIMATE_PASSES = {"map": 2.0}  # by method-name prefix (map, map-all, map-released)
+SCHEDULER_TIMEOUT_S = 10
+
+CSV_COLUMNS = (
+    "run_id",
+    "stage",
+    "partition",
+    "method",
+    "task",
+    "weight_name",
+    "weight",
+    "image",
+    "index",
+    "seed",
+    "image_seed",
+    "psnr",
+    "ssim",
+    "mse5",
+    "loss",
+    "diverged",
+    "iters",
+    "seconds",
+    "preset",
+    "model",
+    "dataset",
+    "device",
+)
+
+
+# ---- plan --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Cell:
+    """One (stage, method, weight, task): all images of the stage restored in one batch."""
+
+    stage: str  # 'select' (valid images) or 'test'
+    method: str
+    task: str
+    weight: float | None
+    label: str  # the method's run name, e.g. 'csgm[gamma=0.01]'
+
+    @property
+    def partition(self) -> str:
+        return "valid" if self.stage == "select" else "test"
+
+    @property
+    def stem(self) -> str:
+        return f"{self.label}__{self.task}"
+
+    def relpath(self, suffix: str = ".csv") -> Path:
+        return Path(CELLS_DIR) / self.stage / f"{self.stem}{suffix}"
+
+    def __str__(self) -> str:
+        return f"{self.stage}/{self.stem}"
+
+
+@dataclass
+class Plan:
+    """Which cells a Table 1 run needs; built (and validated) before any work starts."""
+
+    preset: Preset
+    methods: list[str]
+    tasks: list[str]
+    select_on: str
+    weights: str
+    weight_names: dict[str, str | None]
+    grids: dict[str, tuple]  # the weights tried per method ((None,) for weightless methods)
+    skipped: dict[tuple[str, str], str]  # (method, task) -> reason it does not apply
+    fixed: dict[tuple[str, str], tuple[float | None, str]]  # -> (weight, source), no selection
+    to_select: list[tuple[str, str]]  # (method, task) pairs whose weight a grid decides
+    grid_cells: list[Cell]  # the grid: stage 'select' (valid) or 'test' (select_on='test')
+    fixed_cells: list[Cell]  # test cells whose weight is known up front
+    labels: dict[tuple[str, float | None], str] = field(default_factory=dict)
+
+    @property
+    def grid_stage(self) -> str:
+        return "select" if self.select_on == "valid" else "test"
+
+    @property
+    def n_after_selection(self) -> int:
+        """Test cells that can only run once the grid has chosen their weight."""
+        return len(self.to_select) if self.grid_stage == "select" else 0
+
+    @property
+    def n_cells(self) -> int:
+        return len(self.grid_cells) + len(self.fixed_cells) + self.n_after_selection
+
+    def images(self, stage: str) -> int:
+        return self.preset.select_images if stage == "select" else self.preset.test_images
+
+    def cell(self, stage: str, method: str, task: str, weight: float | None) -> Cell:
+        return Cell(stage, method, task, weight, self.labels[(method, _wkey(weight))])
+
+    def describe(self) -> str:
+        """One line: how many cells on how many images."""
+        parts = []
+        if self.grid_cells:
+            where = (
+                f"{self.preset.select_images} valid" if self.grid_stage == "select"
+                else f"{self.preset.test_images} test"
+            )
+            parts.append(f"{len(self.grid_cells)} grid cells on {where} images")
+        n_test = len(self.fixed_cells) + self.n_after_selection
+        if n_test:
+            parts.append(f"{n_test} test cells on {self.preset.test_images} test images")
+        return f"{self.n_cells} cells ({', '.join(parts) or 'nothing to run'})"
+
+
+def _wkey(weight: float | None) -> float | None:
+    return None if weight is None else float(weight)
+
+
+def weight_key(weight) -> str:
+    """A weight as a manifest key: repr of the float, 'None' for no weight (NaN is None)."""
+    if weight is None or (isinstance(weight, float) and math.isnan(weight)):
+        return "None"
+    return repr(float(weight))
+
+
+def _registry():
+    """The methods registry with every default method registered (imports the baselines)."""
+    from bench import methods as M
+
+    M.all_methods()
+    return M
+
+
+def default_methods() -> list[str]:
+    """Table 1's methods (methods.DEFAULT_METHODS), in its row order; the registered variants
+    (e.g. 'ours-released', 'map-all') run only when named in --methods."""
+    M = _registry()
+    return [m for m in M.DEFAULT_METHODS if m in M.METHODS]
+
+
+def _split_names(value: str | Sequence[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else list(value)
+    out: list[str] = []
+    for item in items:
+        item = str(item).strip()
+        if item and item not in out:
+            out.append(item)
+    return out
+
+
+def resolve_methods(value: str | Sequence[str] | None) -> list[str]:
+    """Method names (comma-separated or a list; None: every registered method), checked."""
+    M = _registry()
+    names = _split_names(value)
+    if names is None:
+        return default_methods()
+    if not names:
+        raise BenchError(f"--methods is empty: name one or more of {', '.join(M.all_methods())}")
+    for name in names:
+        M.get_method(name)  # raises BenchError naming the choices
+    return names
+
+
+def resolve_tasks(value: str | Sequence[str] | None) -> list[str]:
+    """Task names (comma-separated or a list; None: all four), checked."""
+    from bench import tasks as T
+
+    names = _split_names(value)
+    if names is None:
+        return list(T.TASKS)
+    if not names:
+        raise BenchError(f"--tasks is empty: name one or more of {', '.join(T.TASKS)}")
+    for name in names:
+        T.get_task(name)  # raises BenchError naming the choices
+    return names
+
+
+def plan_table1(
+    preset: Preset,
+    methods: str | Sequence[str] | None = None,
+    tasks: str | Sequence[str] | None = None,
+    select_on: str = "valid",
+    weights: str = "grid",
+) -> Plan:
+    """The cells of a Table 1 run. Raises BenchError (before any work) for unknown methods or
+    tasks, an unknown selection mode, or an empty weight grid."""
+    if select_on not in SELECT_ON:
+        raise BenchError(f"unknown --select-on {select_on!r}: choose one of {', '.join(SELECT_ON)}")
+    if weights not in WEIGHT_MODES:
+        raise BenchError(f"unknown --weights {weights!r}: choose one of {', '.join(WEIGHT_MODES)}")
+    for knob in ("test_images", "iters") + (("select_images",) if weights == "grid" else ()):
+        value = getattr(preset, knob)
+        if not isinstance(value, int) or value < 1:
+            raise BenchError(f"preset {preset.name!r} has {knob}={value!r}: it must be >= 1")
+    M = _registry()
+    method_names = resolve_methods(methods)
+    task_names = resolve_tasks(tasks)
+    grid_stage = "select" if select_on == "valid" else "test"
+
+    weight_names: dict[str, str | None] = {}
+    grids: dict[str, tuple] = {}
+    labels: dict[tuple[str, float | None], str] = {}
+    skipped: dict[tuple[str, str], str] = {}
+    fixed: dict[tuple[str, str], tuple[float | None, str]] = {}
+    to_select: list[tuple[str, str]] = []
+    for m in method_names:
+        method = M.get_method(m)
+        weight_names[m] = method.weight_name
+        if method.weight_name is None:
+            grid: tuple = (None,)
+        else:
+            grid = tuple(float(w) for w in method.grid(preset))
+        grids[m] = grid
+        supported = []
+        for t in task_names:
+            reason = method.supports(t)
+            if reason:
+                skipped[(m, t)] = str(reason)
+            else:
+                supported.append(t)
+        if not supported:
+            continue
+        if method.weight_name is not None and weights == "grid" and not grid:
+            raise BenchError(
+                f"empty weight grid for {m} ({method.weight_name}) under preset {preset.name!r}: "
+                "give the preset a non-empty grid, or use --weights paper"
+            )
+        for t in supported:
+            if method.weight_name is None:
+                fixed[(m, t)] = (None, "no weight")
+            elif weights == "paper":
+                w = method.paper_weight(t)
+                if w is not None:
+                    fixed[(m, t)] = (float(w), "paper")
+                elif len(grid) == 1:
+                    fixed[(m, t)] = (grid[0], "only value")
+                else:
+                    skipped[(m, t)] = f"the paper gives no {method.weight_name} for {m} on {t}"
+            elif len(grid) == 1:
+                fixed[(m, t)] = (grid[0], "only value")
+            else:
+                to_select.append((m, t))
+        ws = set(grid) | {w for (mm, _), (w, _) in fixed.items() if mm == m}
+        for w in ws:
+            labels[(m, _wkey(w))] = method.run_name(w)
+        stems = [labels[(m, _wkey(w))] for w in ws]
+        if len(set(stems)) != len(stems):
+            raise BenchError(f"{m}: two weights of its grid share a run name ({stems})")
+
+    grid_cells = [
+        Cell(grid_stage, m, t, w, labels[(m, _wkey(w))]) for (m, t) in to_select for w in grids[m]
+    ]
+    fixed_cells = [
+        Cell("test", m, t, w, labels[(m, _wkey(w))]) for (m, t), (w, _) in fixed.items()
+    ]
+    if not grid_cells and not fixed_cells:
+        raise BenchError(
+            "nothing to run: every chosen method is skipped on every chosen task "
+            f"({'; '.join(f'{m} on {t}: {r}' for (m, t), r in skipped.items())})"
+        )
+    return Plan(
+        preset=preset,
+        methods=method_names,
+        tasks=task_names,
+        select_on=select_on,
+        weights=weights,
+        weight_names=weight_names,
+        grids=grids,
+        skipped=skipped,
+        fixed=fixed,
+        to_select=to_select,
+        grid_cells=grid_cells,
+        fixed_cells=fixed_cells,
+        labels=labels,
+    )
+
+
+# ---- run time estimate -------------------------------------------------------------------------
+def time_solver_iteration(
+    hidden: int, device: str = "cpu", batch: int = config.EVAL_BATCH, arch: str = "coupling"
+) -> float:
+    """Seconds per image per solver iteration of a freshly built flow of width `hidden`,
+    timed over ESTIMATE_ITERS iterations of the shared solver on a batch (after a warm-up)."""
+    import torch
+
+    from bench.flows import build_flow
+    from bench.solve import solve_latent
+
+    g = torch.Generator().manual_seed(0)
+    flow = build_flow(arch, hidden=hidden).to(device)
+    flow.initialize((torch.rand(batch, 3, 32, 32, generator=g) * 2 - 1).to(device))
+    flow.eval().requires_grad_(False)
+    y = (torch.rand(batch, 3, 32, 32, generator=g) * 2 - 1).to(device)
+
+    def objective(z, x, logdet):
+        return (x - y).abs().flatten(1).sum(1)
+
+    z0 = (0.1 * torch.randn(batch, flow.dim, generator=g)).to(device)
+    solve_latent(flow, objective, z0, iters=1, lr=config.SOLVER_LR)  # warm-up
+    _sync(device)
+    t0 = time.perf_counter()
+    solve_latent(flow, objective, z0, iters=ESTIMATE_ITERS, lr=config.SOLVER_LR)
+    _sync(device)
+    return (time.perf_counter() - t0) / (ESTIMATE_ITERS * batch)
+
+
+def _sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
+
+
+def estimate_seconds(
+    plan: Plan, device: str = "cpu", arch: str = "coupling", jobs: int = 1
+) -> float:
+    """Estimated solve time of the whole plan on this device: 2 timed solver iterations of the
+    preset-width flow, scaled by images × iterations × cells (divided by `jobs`)."""
+    M = _registry()
+    batch = max(1, min(plan.preset.test_images, config.EVAL_BATCH))
+    per_image_iter = time_solver_iteration(plan.preset.hidden, device, batch, arch)
+    cells = list(plan.grid_cells) + list(plan.fixed_cells)
+    cells += [Cell("test", m, t, None, "") for (m, t) in plan.to_select] if (
+        plan.grid_stage == "select"
+    ) else []
+    total = 0.0
+    for c in cells:
+        if not M.get_method(c.method).needs_flow:
+            continue
+        passes = next((v for k, v in ESTIMATE_PASSES.items() if c.method.startswith(k)), 1.0)
+        total += per_image_iter * plan.images(c.stage) * plan.preset.iters * passes
+    return total / max(1, jobs)
+
+
+def format_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "unknown"
+    seconds = int(round(seconds))
+    if seconds < 90:
+        return f"{seconds} s"
+    minutes = seconds / 60
+    if minutes < 90:
+        return f"{minutes:.0f} min"
+    hours = minutes / 60
+    if hours < 48:
+        return f"{hours:.1f} h"
+    return f"{hours / 24:.1f} days"
+
+
+# ---- the results store -------------------------------------------------------------------------
+def runs_root(results_dir: str | Path) -> Path:
+    return Path(results_dir) / RUNS_DIR
+
+
+def _file_mode() -> int:
+    """0o666 less the process umask (mkstemp creates 0o600 files)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+def _atomic_write_bytes(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
+    """Write through a temporary file in the same folder, then os.replace: readers never see
+    a partial file and an interruption leaves the old file (or none)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as f:
+            write(f)
+        os.chmod(tmp, _FILE_MODE)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+_FILE_MODE = _file_mode()
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    _atomic_write_bytes(path, lambda f: f.write(text), mode="w")
+
+
+def read_manifest(run_dir: str | Path) -> dict:
+    path = Path(run_dir) / MANIFEST
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BenchError(f"{run_dir} is not a Table 1 run (no {MANIFEST}): run "
+                         "`bench run --table 1` first, or pass another --run") from None
+    except (OSError, ValueError) as e:
+        raise BenchError(f"{path} is unreadable ({e.__class__.__name__}): delete the run "
+                         "folder and rerun") from None
+
+
+def write_manifest(run_dir: Path, manifest: dict) -> None:
+    atomic_write_text(run_dir / MANIFEST, json.dumps(manifest, indent=1, default=str) + "\n")
+
+
+def cell_done(run_dir: Path, cell: Cell) -> bool:
+    return (run_dir / cell.relpath(".csv")).is_file()
+
+
+def write_cell(run_dir: Path, cell: Cell, rows, restored: np.ndarray) -> Path:
+    """Store one finished cell: the restored images (.npy) first, then the rows (.csv): the
+    CSV's existence marks the cell finished."""
+    import pandas as pd
+
+    frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=CSV_COLUMNS)
+    csv_path = run_dir / cell.relpath(".csv")
+    _atomic_write_bytes(run_dir / cell.relpath(".npy"),
+                        lambda f: np.save(f, np.ascontiguousarray(restored, dtype=np.uint8)))
+    _atomic_write_bytes(csv_path, lambda f: frame.to_csv(f, index=False), mode="w")
+    return csv_path
+
+
+def read_cells(run_dir: str | Path, stage: str | None = None):
+    """Every stored row of a run (optionally one stage) as one pandas DataFrame."""
+    import pandas as pd
+
+    base = Path(run_dir) / CELLS_DIR
+    stages = [stage] if stage else list(STAGES)
+    frames = []
+    for st in stages:
+        for path in sorted((base / st).glob("*.csv")):
+            frames.append(pd.read_csv(path))
+    if not frames:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in CSV_COLUMNS})
+    frame = pd.concat(frames, ignore_index=True)
+    frame["diverged"] = frame["diverged"].astype(bool)
+    return frame
+
+
+def read_restored(run_dir: str | Path, cell_label: str, task: str, stage: str = "test"):
+    """The restored uint8 images of one stored cell (None if absent)."""
+    path = Path(run_dir) / CELLS_DIR / stage / f"{cell_label}__{task}.npy"
+    return np.load(path) if path.is_file() else None
+
+
+def read_inputs(run_dir: str | Path, task: str, stage: str = "test") -> dict | None:
+    """Targets, measurements (display) and names of a task's images, as stored for figures."""
+    path = Path(run_dir) / INPUTS_DIR / stage / f"{task}.npz"
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as z:
+        return {"target": z["target"], "measurement": z["measurement"],
+                "names": [str(n) for n in z["names"]]}
+
+
+def list_runs(results_dir: str | Path) -> list[Path]:
+    """Run folders of a results store, the most recently updated last."""
+    root = runs_root(results_dir)
+    runs = [p.parent for p in root.glob(f"*/{MANIFEST}")]
+
+    def updated(p: Path) -> tuple:
+        try:
+            return (str(json.loads((p / MANIFEST).read_text()).get("updated", "")),
+                    (p / MANIFEST).stat().st_mtime)
+        except (OSError, ValueError):
+            return ("", 0.0)
+
+    return sorted(runs, key=updated)
+
+
+def find_run(results_dir: str | Path, run_id: str | None = None) -> Path:
+    """The folder of run `run_id` (a unique prefix is enough), or the latest run."""
+    root = runs_root(results_dir)
+    runs = list_runs(results_dir)
+    if not runs:
+        raise BenchError(f"no Table 1 runs in {root}: run `bench run --table 1` first "
+                         "(or pass --results)")
+    if run_id is None:
+        return runs[-1]
+    exact = [p for p in runs if p.name == run_id]
+    match = exact or [p for p in runs if p.name.startswith(run_id)]
+    if len(match) != 1:
+        names = ", ".join(p.name for p in runs[-5:])
+        what = "matches no run" if not match else "is ambiguous"
+        raise BenchError(f"--run {run_id!r} {what} in {root}: choose one of {names}")
+    return match[0]
+
+
+def stored_failures(run_dir: str | Path) -> list[str]:
+    """Stored cells with diverged images, as 'stage/cell (k/N diverged)'."""
+    import pandas as pd
+
+    out = []
+    for path in sorted((Path(run_dir) / CELLS_DIR).glob("*/*.csv")):
+        frame = pd.read_csv(path, usecols=["diverged"])
+        k = int(frame["diverged"].astype(bool).sum())
+        if k:
+            out.append(f"{path.parent.name}/{path.stem} ({k}/{len(frame)} diverged)")
+    return out
+
+
+# ---- selection ---------------------------------------------------------------------------------
+def cell_mean_psnr(rows) -> float:
+    """Mean PSNR of a cell's rows; NaN if any image diverged (a failed cell is never chosen)."""
+    if len(rows) == 0 or rows["diverged"].astype(bool).any():
+        return math.nan
+    values = rows["psnr"].astype(float)
+    return float(values.mean()) if np.isfinite(values).all() else math.nan
+
+
+def select_weights(rows, plan: Plan) -> dict[tuple[str, str], float | None]:
+    """The best weight per (method, task) of the plan's grid: highest mean PSNR on the grid
+    stage's images, ties to the earlier grid value; None when every weight failed or a weight
+    has not run yet."""
+    out: dict[tuple[str, str], float | None] = {}
+    stage_rows = rows[rows["stage"] == plan.grid_stage] if len(rows) else rows
+    for m, t in plan.to_select:
+        sub = stage_rows[(stage_rows["method"] == m) & (stage_rows["task"] == t)] if len(
+            stage_rows) else stage_rows
+        best, best_psnr, complete = None, -math.inf, True
+        for w in plan.grids[m]:
+            cell_rows = sub[np.isclose(sub["weight"].astype(float), w, rtol=1e-9, atol=0)] if len(
+                sub) else sub
+            if len(cell_rows) == 0:
+                complete = False
+                continue
+            psnr = cell_mean_psnr(cell_rows)
+            if math.isfinite(psnr) and psnr > best_psnr:
+                best, best_psnr = w, psnr
+        out[(m, t)] = best if complete else None
+    return out
+
+
+# ---- cell computation (runs in this process, a loky worker or a Dask worker) -------------------
+_FLOW_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def flow_payload(flow, fingerprint: str) -> dict:
+    """A picklable description of a flow (numpy weights: joblib memory-maps large arrays)."""
+    state = {k: v.detach().cpu().numpy() for k, v in flow.state_dict().items()}
+    return {"fingerprint": fingerprint, "config": dict(flow.arch_config), "state": state}
+
+
+def _flow_from(source, device: str):
+    """The flow itself (in-process), or a cached rebuild of a payload (workers)."""
+    if not isinstance(source, dict):
+        return source
+    key = (source["fingerprint"], str(device))
+    flow = _FLOW_CACHE.get(key)
+    if flow is None:
+        import torch
+
+        from bench.flows import flow_from_config
+
+        flow = flow_from_config(source["config"])
+        flow.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in source["state"].items()})
+        flow = flow.to(device).eval().requires_grad_(False)
+        _FLOW_CACHE.clear()  # one flow per worker at a time
+        _FLOW_CACHE[key] = flow
+    return flow
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """What every cell of a run shares (small and picklable; the flow travels separately)."""
+
+    run_id: str
+    dataset: str
+    preset: str
+    model: str
+    device: str
+    seed: int
+    iters: int
+
+
+def compute_cell(
+    cell: Cell,
+    images: np.ndarray,
+    names: Sequence[str],
+    flow_source,
+    ctx: CellContext,
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """Measure, restore and score every image of one cell; returns {'rows', 'restored'}.
+
+    A diverging solve (NaN or inf in the loss or the image) gives rows with diverged=True and
+    NaN metrics; it never raises."""
+    import torch
+
+    from bench import data, metrics
+    from bench import tasks as T
+
+    M = _registry()
+    previous_threads = torch.get_num_threads()
+    if threads is None and _in_dask_worker():
+        threads = _dask_worker_threads()
+    if threads and threads != previous_threads:
+        torch.set_num_threads(threads)
+    try:
+        method = M.get_method(cell.method)
+        task = T.get_task(cell.task)
+        x255 = torch.from_numpy(np.ascontiguousarray(images))
+        names = list(names)
+        y = task.measure(x255, names, seed=ctx.seed)
+        flow = _flow_from(flow_source, ctx.device) if method.needs_flow else None
+        # one base seed per image (tasks.image_seeds): the measurement noise, dequantization and
+        # the solvers' z0 use distinct streams of it (see bench.tasks)
+        image_seeds = T.image_seeds(names, ctx.seed)
+        t0 = time.perf_counter()
+        res = method.restore(flow, task, y, cell.weight, ctx.iters, image_seeds, ctx.device,
+                             progress=progress)
+        seconds = float(getattr(res, "seconds", None) or (time.perf_counter() - t0))
+        x = res.x.detach().to("cpu", torch.float32)
+        n = len(names)
+        finite = torch.isfinite(x.reshape(n, -1)).all(1).numpy()
+        loss = np.asarray(res.loss, dtype=np.float64).reshape(-1)
+        if loss.size != n:
+            loss = np.full(n, np.nan)
+        diverged = np.asarray(res.diverged, dtype=bool).reshape(-1)
+        if diverged.size != n:
+            diverged = np.zeros(n, bool)
+        # a non-finite loss counts only for methods that report a loss (NaN = no loss)
+        diverged = diverged | ~finite | np.isinf(loss)
+        x = torch.where(torch.from_numpy(~diverged)[:, None, None, None], x, torch.zeros_like(x))
+        restored = data.to_pixels(x)
+        restored[torch.from_numpy(diverged)] = 0
+        target = data.to_5bit(x255) * 8
+        psnr = np.asarray(metrics.psnr(restored, target), dtype=np.float64)
+        ssim = np.asarray(metrics.ssim(restored, target), dtype=np.float64)
+        mse5 = np.asarray(metrics.mse5(restored, target), dtype=np.float64)
+        for arr in (psnr, ssim, mse5):
+            arr[diverged] = np.nan
+        iters = int(getattr(res, "iters", ctx.iters) or ctx.iters) if method.needs_flow else 0
+        weight = math.nan if cell.weight is None else float(cell.weight)
+        rows = [
+            {
+                "run_id": ctx.run_id,
+                "stage": cell.stage,
+                "partition": cell.partition,
+                "method": cell.method,
+                "task": cell.task,
+                "weight_name": method.weight_name or "",
+                "weight": weight,
+                "image": name,
+                "index": i,
+                "seed": ctx.seed,
+                "image_seed": image_seeds[i],
+                "psnr": psnr[i],
+                "ssim": ssim[i],
+                "mse5": mse5[i],
+                "loss": loss[i] if not diverged[i] else np.nan,
+                "diverged": bool(diverged[i]),
+                "iters": iters,
+                "seconds": seconds,
+                "preset": ctx.preset,
+                "model": ctx.model,
+                "dataset": ctx.dataset,
+                "device": ctx.device,
+            }
+            for i, name in enumerate(names)
+        ]
+        return {"rows": rows, "restored": restored.numpy()}
+    finally:
+        if torch.get_num_threads() != previous_threads:
+            torch.set_num_threads(previous_threads)
+
+
+def _in_dask_worker() -> bool:
+    if "distributed" not in sys.modules:
+        return False
+    try:
+        from distributed import get_worker
+
+        get_worker()
+        return True
+    except (ImportError, ValueError):
+        return False
+
+
+def _dask_worker_threads() -> int:
+    from distributed import get_worker
+
+    nthreads = getattr(get_worker(), "nthreads", None) or getattr(get_worker().state, "nthreads", 1)
+    return max(1, (os.cpu_count() or 1) // max(1, int(nthreads)))
+
+
+# ---- executors ---------------------------------------------------------------------------------
+@dataclass
+class _Stage:
+    images: np.ndarray
+    names: list[str]
+
+
+def _execute(
+    cells: list[Cell],
+    stages: dict[str, _Stage],
+    flow,
+    payload_fn: Callable[[], dict],
+    ctx: CellContext,
+    jobs: int,
+    backend: str,
+    client,
+    progress: bool,
+    store: Callable[[Cell, dict], None],
+    bar,
+) -> None:
+    """Compute `cells` and hand each result to `store` as soon as it finishes."""
+    if not cells:
+        return
+    if backend == "dask":
+        _execute_dask(cells, stages, payload_fn, ctx, client, store, bar)
+    elif jobs == 1:
+        for cell in cells:
+            st = stages[cell.stage]
+            if bar is not None:
+                bar.set_postfix_str(str(cell), refresh=True)
+            out = compute_cell(cell, st.images, st.names, flow, ctx, None, progress)
+            store(cell, out)
+            if bar is not None:
+                bar.update(1)
+    else:
+        from joblib import Parallel, delayed
+
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+        payload = payload_fn()
+        parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
+        results = parallel(
+            delayed(_compute_tagged)(cell, stages[cell.stage].images, stages[cell.stage].names,
+                                     payload, ctx, threads)
+            for cell in cells
+        )
+        try:
+            for cell, out in results:
+                store(cell, out)
+                if bar is not None:
+                    bar.set_postfix_str(str(cell), refresh=False)
+                    bar.update(1)
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
+
+
+def _compute_tagged(cell, images, names, payload, ctx, threads):
+    return cell, compute_cell(cell, images, names, payload, ctx, threads, False)
+
+
+def connect_dask(scheduler: str | None):
+    """A dask.distributed Client for an existing scheduler, or a one-line BenchError."""
+    if not scheduler:
+        raise BenchError("--backend dask needs --scheduler ADDRESS (e.g. tcp://127.0.0.1:8786)")
+    try:
+        from distributed import Client
+    except ImportError:
+        raise BenchError("--backend dask needs dask.distributed: pip install "
+                         "'dask[distributed]' (or pip install -e '.[dask]')") from None
+    try:
+        return Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
+    except Exception as e:  # noqa: BLE001 - any connection failure is the same user problem
+        msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise BenchError(f"cannot reach the Dask scheduler at {scheduler} ({msg}): start one "
+                         "(`dask scheduler` and `dask worker ADDRESS`) or fix --scheduler") from None
+
+
+def _execute_dask(cells, stages, payload_fn, ctx, client, store, bar) -> None:
+    from distributed import as_completed
+
+    [payload] = client.scatter([payload_fn()], broadcast=True, hash=False)
+    futures = {}
+    for cell in cells:
+        st = stages[cell.stage]
+        fut = client.submit(compute_cell, cell, st.images, st.names, payload, ctx, None, False,
+                            pure=False, key=f"bench-{ctx.run_id}-{cell.stage}-{cell.stem}-"
+                            f"{time.time_ns()}")
+        futures[fut] = cell
+    try:
+        for fut in as_completed(list(futures)):
+            cell = futures[fut]
+            store(cell, fut.result())
+            if bar is not None:
+                bar.set_postfix_str(str(cell), refresh=False)
+                bar.update(1)
+    except BaseException:
+        client.cancel(list(futures))
+        raise
+    finally:
+        client.cancel([payload])
+
+
+# ---- the run -----------------------------------------------------------------------------------
+@dataclass
+class RunResult:
+    run_dir: Path
+    run_id: str
+    plan: Plan
+    selection: dict[tuple[str, str], float | None]  # reported weight per (method, task)
+    computed: list[str]  # cells computed by this call
+    reused: list[str]  # finished cells found in the store
+    failed: list[str]  # cells with diverged images: 'stage/cell (k/N diverged)'
+    seconds: float
+    manifest: dict
+
+
+def make_run_id(key: dict, dataset: str, preset_name: str) -> str:
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()
+    return f"{dataset}-{preset_name}-{digest[:12]}"
+
+
+def _image_summary(imgs) -> dict:
+    return {
+        "label": imgs.label,
+        "partition": imgs.partition,
+        "count": len(imgs.names),
+        "first": imgs.names[0] if imgs.names else None,
+        "last": imgs.names[-1] if imgs.names else None,
+        "fingerprint": imgs.fingerprint,
+        "root": imgs.root,
+        "skipped": list(imgs.skipped),
+    }
+
+
+def describe_device(device: str) -> str:
+    import torch
+
+    if str(device).startswith("cuda") and torch.cuda.is_available():
+        idx = torch.device(device).index or 0
+        return f"{device} ({torch.cuda.get_device_name(idx)}, torch {torch.__version__})"
+    cpu = platform.processor() or platform.machine()
+    return f"cpu ({os.cpu_count()} cores, {cpu}, torch {torch.__version__})"
+
+
+def _now() -> str:
+    return _dt.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def _ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
+    """`names` without duplicates, those in `order` first (in that order)."""
+    names = list(dict.fromkeys(names))
+    order = [n for n in dict.fromkeys(order) if n in names]
+    return order + [n for n in names if n not in order]
+
+
+def run_table1(
+    flow,
+    flow_meta: dict | None,
+    preset: Preset,
+    dataset: str = "builtin",
+    data_root: str | Path | None = None,
+    methods: str | Sequence[str] | None = None,
+    tasks: str | Sequence[str] | None = None,
+    device: str = "cpu",
+    jobs: int = 1,
+    select_on: str = "valid",
+    weights: str = "grid",
+    results_dir: str | Path = "results",
+    force: bool = False,
+    seed: int = 0,
+    progress: bool = True,
+    backend: str = "joblib",
+    scheduler: str | None = None,
+    command: str | None = None,
+    log: Callable[[str], None] | None = None,
+) -> RunResult:
+    """Run (or resume) Table 1 with a trained `flow` and store one row per image and cell.
+
+    `flow_meta` is the checkpoint metadata of :func:`bench.train.ensure_flow` (its
+    'fingerprint' names the model; computed from the weights when absent). See the module
+    docstring for stages, selection and the store."""
+    import torch
+
+    from bench import data
+    from bench import tasks as T
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    started = time.perf_counter()
+    plan = plan_table1(preset, methods, tasks, select_on, weights)
+    if backend not in BACKENDS:
+        raise BenchError(f"unknown --backend {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise BenchError(f"--jobs must be a positive integer, not {jobs!r}")
+    if backend == "joblib" and scheduler:
+        raise BenchError("--scheduler is only used with --backend dask")
+    client = connect_dask(scheduler) if backend == "dask" else None
+    try:
+        flow = flow.to(device).eval()
+        flow.requires_grad_(False)
+        meta = dict(flow_meta or {})
+        if not meta.get("fingerprint"):
+            from bench.train import model_fingerprint
+
+            meta["fingerprint"] = model_fingerprint(flow)
+        meta.setdefault("arch", getattr(flow, "arch", None))
+        meta.setdefault("hidden", flow.arch_config.get("hidden"))
+        meta.setdefault("num_params", flow.num_params())
+        fingerprint = str(meta["fingerprint"])
+
+        # images (small: uint8 32×32) -------------------------------------------------------
+        test = data.load_images(dataset, "test", data_root, limit=preset.test_images,
+                                progress=progress)
+        stages = {"test": _Stage(test.images.numpy(), list(test.names))}
+        select_set = None
+        if weights == "grid" and select_on == "valid":
+            select_set = data.load_images(dataset, "valid", data_root,
+                                          limit=preset.select_images, progress=progress)
+            stages["select"] = _Stage(select_set.images.numpy(), list(select_set.names))
+
+        key = {
+            "format": RUN_FORMAT,
+            "dataset": dataset,
+            "test_images": test.fingerprint,
+            "select_images": select_set.fingerprint if select_set is not None else None,
+            "preset": preset.to_dict(),
+            "model": fingerprint,
+            "seed": int(seed),
+            "select_on": select_on if weights == "grid" else None,
+            "weights": weights,
+            "device": torch.device(device).type,
+        }
+        run_id = make_run_id(key, dataset, preset.name)
+        run_dir = runs_root(results_dir) / run_id
+        manifest = _merge_manifest(run_dir, key, run_id, plan, meta, test, select_set,
+                                   device, command, flow)
+        write_manifest(run_dir, manifest)
+        _write_inputs(run_dir, test, plan.tasks, seed, force, T)
+
+        ctx = CellContext(run_id=run_id, dataset=dataset, preset=preset.name, model=fingerprint,
+                          device=str(device), seed=int(seed), iters=int(preset.iters))
+        computed: list[str] = []
+        reused: list[str] = []
+
+        def store(cell: Cell, out: dict) -> None:
+            write_cell(run_dir, cell, out["rows"], out["restored"])
+            computed.append(str(cell))
+
+        def pending(cells: list[Cell]) -> list[Cell]:
+            todo = []
+            for c in cells:
+                if not force and cell_done(run_dir, c):
+                    reused.append(str(c))
+                else:
+                    todo.append(c)
+            return todo
+
+        payload_cache: dict = {}
+
+        def payload_fn() -> dict:
+            if "p" not in payload_cache:
+                payload_cache["p"] = flow_payload(flow, fingerprint)
+            return payload_cache["p"]
+
+        src = "valid grid" if plan.grid_stage == "select" else "test grid"
+        selection: dict[tuple[str, str], float | None] = {}
+
+        def record_selection(chosen: dict, complete: bool = False) -> None:
+            """Write what is known of the selection to the manifest (reports of an interrupted
+            run show every cell whose weight is already decided)."""
+            man = read_manifest(run_dir)
+            sel = man.setdefault("selection", {})
+            for (m, t), w in chosen.items():
+                fixed = plan.fixed.get((m, t))
+                sel.setdefault(m, {})[t] = {
+                    "weight": w,
+                    "source": fixed[1] if fixed else src,
+                    "failed": fixed is None and w is None,
+                }
+                selection[(m, t)] = w
+            if complete:
+                man["complete"] = True
+                man["last_seconds"] = round(time.perf_counter() - started, 3)
+            man["updated"] = _now()
+            write_manifest(run_dir, man)
+
+        record_selection({mt: w for mt, (w, _) in plan.fixed.items()})
+        wave1 = pending(plan.grid_cells + plan.fixed_cells)
+        n_done = len(plan.grid_cells) + len(plan.fixed_cells) - len(wave1)
+        if n_done:
+            log(f"resuming run {run_id}: {n_done} finished cell(s) found, not recomputed")
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(wave1) + plan.n_after_selection, desc="Table 1 cells",
+                       unit="cell", file=sys.stderr, dynamic_ncols=True)
+        try:
+            _execute(wave1, stages, flow, payload_fn, ctx, jobs, backend, client, progress,
+                     store, bar)
+            chosen = select_weights(read_cells(run_dir), plan)
+            record_selection(chosen)
+            wave2: list[Cell] = []
+            if plan.grid_stage == "select":
+                for (m, t), w in chosen.items():
+                    if w is None:
+                        log(f"warning: every {plan.weight_names[m]} tried for {m} on {t} "
+                            "diverged: nothing to run on the test images")
+                        continue
+                    wave2.append(plan.cell("test", m, t, w))
+                wave2 = pending(wave2)
+                if bar is not None:
+                    bar.total = bar.n + len(wave2)
+                    bar.refresh()
+                _execute(wave2, stages, flow, payload_fn, ctx, jobs, backend, client,
+                         progress, store, bar)
+        finally:
+            if bar is not None:
+                bar.close()
+        record_selection({}, complete=True)
+        manifest = read_manifest(run_dir)
+
+        failed = stored_failures(run_dir)
+        return RunResult(
+            run_dir=run_dir,
+            run_id=run_id,
+            plan=plan,
+            selection=selection,
+            computed=computed,
+            reused=reused,
+            failed=failed,
+            seconds=time.perf_counter() - started,
+            manifest=manifest,
+        )
+    finally:
+        if client is not None:
+            client.close()
+
+
+def _merge_manifest(run_dir: Path, key: dict, run_id: str, plan: Plan, meta: dict, test,
+                    select_set, device: str, command: str | None, flow) -> dict:
+    """The run's manifest, merged with the one already there (a rerun with other methods or
+    tasks adds to the same run)."""
+    old = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
+    methods = _ordered(list(old.get("methods", [])) + plan.methods,
+                       _registry().DEFAULT_METHODS)
+    from bench import tasks as T
+
+    task_order = list(T.TASKS)
+    task_names = _ordered(list(old.get("tasks", [])) + plan.tasks, task_order)
+    skipped = {m: dict(v) for m, v in old.get("skipped", {}).items()}
+    for (m, t), reason in plan.skipped.items():
+        skipped.setdefault(m, {})[t] = reason
+    grids = dict(old.get("grids", {}))
+    grids.update({m: list(g) for m, g in plan.grids.items()})
+    weight_names = dict(old.get("weight_names", {}))
+    weight_names.update(plan.weight_names)
+    labels = {m: dict(v) for m, v in old.get("labels", {}).items()}
+    for (m, w), label in plan.labels.items():
+        labels.setdefault(m, {})[weight_key(w)] = label
+    M = _registry()
+    method_labels = dict(old.get("method_labels", {}))
+    method_labels.update({m: M.get_method(m).label or m for m in plan.methods})
+    meta_clean = {k: v for k, v in meta.items() if _jsonable(v)}
+    return {
+        "format": RUN_FORMAT,
+        "run_id": run_id,
+        "created": old.get("created", _now()),
+        "updated": _now(),
+        "key": key,
+        "dataset": key["dataset"],
+        "test_images": _image_summary(test),
+        "select_images": _image_summary(select_set) if select_set is not None else None,
+        "preset": plan.preset.to_dict(),
+        "iters": plan.preset.iters,
+        "lr": config.SOLVER_LR,
+        "seed": key["seed"],
+        "select_on": plan.select_on,
+        "weights": plan.weights,
+        "model": {**meta_clean, "arch_config": dict(flow.arch_config)},
+        "device": str(device),
+        "device_description": describe_device(device),
+        "command": command or old.get("command"),
+        "methods": methods,
+        "tasks": task_names,
+        "grids": grids,
+        "weight_names": weight_names,
+        "labels": labels,
+        "method_labels": method_labels,
+        "skipped": skipped,
+        "selection": old.get("selection", {}),
+        "complete": False,
+    }
+
+
+def _jsonable(v) -> bool:
+    try:
+        json.dumps(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _write_inputs(run_dir: Path, test, task_names: list[str], seed: int, force: bool, T) -> None:
+    """Targets (5-bit at 8 bits, the metrics' reference) and measurements for the figures."""
+    from bench import data
+
+    target = (data.to_5bit(test.images) * 8).numpy()
+    for t in task_names:
+        path = run_dir / INPUTS_DIR / "test" / f"{t}.npz"
+        if path.is_file() and not force:
+            continue
+        task = T.get_task(t)
+        y = task.measure(test.images, list(test.names), seed=seed)
+        shown = task.display(y)
+        shown = shown.numpy() if hasattr(shown, "numpy") else np.asarray(shown)
+        _atomic_write_bytes(path, lambda f, shown=shown: np.savez(
+            f, target=target, measurement=shown.astype(np.uint8),
+            names=np.array(test.names, dtype=str)))

@@ -1,0 +1,57 @@
+"""Figure 1: samples of a trained flow for several latent standard deviations σ."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from bench import config
+
+
+@torch.no_grad()
+def sample_grid(
+    flow, stds: Sequence[float], per_row: int = config.SAMPLES_PER_ROW, seed: int = 0
+) -> torch.Tensor:
+    """uint8 samples of shape (len(stds), per_row, 3, 32, 32). Every row uses the same
+    standard-normal draws scaled by its σ, so rows differ only in σ (σ = 0 gives z = 0)."""
+    from bench.data import to_pixels
+
+    device = next(flow.parameters()).device
+    eps = torch.randn(per_row, flow.dim, generator=torch.Generator().manual_seed(seed))
+    rows = []
+    for s in stds:
+        x, _ = flow.inverse((eps * float(s)).to(device))
+        rows.append(to_pixels(x.float().cpu()))
+    return torch.stack(rows)
+
+
+def write_figure1(samples: torch.Tensor, stds: Sequence[float], path: str | Path,
+                  title: str) -> Path:
+    """A PNG grid: one row per σ, labelled, with a title naming model and data."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n_rows, n_cols = samples.shape[:2]
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * 0.7 + 0.8, n_rows * 0.75 + 0.9),
+                             squeeze=False)
+    for r in range(n_rows):
+        for c in range(n_cols):
+            ax = axes[r][c]
+            ax.imshow(samples[r, c].permute(1, 2, 0).numpy(), interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c == 0:
+                ax.set_ylabel(f"σ={stds[r]:g}", rotation=0, ha="right", va="center", fontsize=9)
+    fig.suptitle(title, fontsize=8)
+    fig.subplots_adjust(left=0.07, right=0.995, top=0.9, bottom=0.01, wspace=0.05, hspace=0.05)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.png")
+    fig.savefig(tmp, dpi=110)
+    plt.close(fig)
+    tmp.replace(path)
+    return path

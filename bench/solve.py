@@ -1,0 +1,153 @@
+"""The latent-space optimisation loop shared by every flow-based method (SPEC §5).
+
+`solve_latent` runs Adam on the latent z of a whole batch at once. The flow is frozen
+(`eval()`, no parameter gradients). The objective returns one loss per image and the optimiser
+minimises their sum: Adam is elementwise and the flow treats images independently, so each
+image's trajectory is the one it would have alone (the batch mean would only rescale the
+gradient, which Adam ignores up to its epsilon).
+
+Divergence is handled per image: an image whose loss or G(z) becomes non-finite is flagged,
+stops receiving gradient, and keeps its last finite iterate; the others carry on. A solve never
+raises because of a diverged image.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from bench import config
+
+# objective(z, x = G(z), logdet_G = log|det dG/dz|) -> per-image loss (B,)
+Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class SolveResult:
+    """The returned iterate and its bookkeeping (tensors detached, on the solve's device).
+
+    `z`, `x = G(z)`: the final iterate (a diverged image: its last finite iterate);
+    `loss`: the objective at the returned iterate per image; an image never finite (not even
+    at z0) returns z0, x = 0 (mid-gray) and loss inf;
+    `diverged`: per image, whether a non-finite loss or image was met; `iters`: Adam steps;
+    `seconds`: wall time of the solve."""
+
+    z: torch.Tensor
+    x: torch.Tensor
+    loss: np.ndarray
+    diverged: np.ndarray
+    iters: int
+    seconds: float
+
+
+def _finite_rows(loss: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return torch.isfinite(loss) & torch.isfinite(x).flatten(1).all(dim=1)
+
+
+def _keep(z, x, loss, z_keep, x_keep, loss_keep, diverged):
+    """Flag the images whose evaluation is non-finite (for good) and remember the evaluation
+    of every image still alive: its last finite iterate. No host synchronisation."""
+    z, x, loss = z.detach(), x.detach(), loss.detach()
+    diverged = diverged | ~_finite_rows(loss, x)
+    live = ~diverged
+    if x_keep is None:
+        x_keep = torch.zeros_like(x)
+    z_keep = torch.where(live[:, None], z, z_keep)
+    x_keep = torch.where(live.view(-1, *[1] * (x.ndim - 1)), x, x_keep)
+    loss_keep = torch.where(live, loss.to(loss_keep.dtype), loss_keep)
+    return z_keep, x_keep, loss_keep, diverged
+
+
+def progress_hook(progress, iters: int):
+    """Normalise a progress argument: None, a callable(iteration), an object with update(n)
+    (a tqdm bar), or True (a tqdm bar of our own). Returns (hook(t), close())."""
+    if progress is None or progress is False:
+        return (lambda t: None), (lambda: None)
+    if progress is True:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=iters, desc="solve", unit="it", leave=False)
+        return (lambda t: bar.update(1)), bar.close
+    if hasattr(progress, "update"):
+        return (lambda t: progress.update(1)), (lambda: None)
+    if callable(progress):
+        return progress, (lambda: None)
+    raise TypeError(f"progress must be None, True, a callable or a tqdm bar, not {progress!r}")
+
+
+def solve_latent(
+    flow: torch.nn.Module,
+    objective: Objective,
+    z0: torch.Tensor,
+    iters: int,
+    lr: float,
+    betas: tuple[float, float] = config.SOLVER_BETAS,
+    progress=None,
+) -> SolveResult:
+    """Minimise ``objective(z, G(z), logdet_G).sum()`` over z with Adam, from z0 (B, D).
+
+    `iters` Adam steps are taken (iters + 1 generative passes: the last evaluates the returned
+    iterate, SPEC §5 "return the final iterate x̂ = G(z)"). `progress` is called with the
+    iteration number (1..iters) after each step, or updated if it is a tqdm bar (True makes
+    one). The flow's parameters get no gradient; its training mode and requires_grad flags are
+    restored afterwards."""
+    if z0.ndim != 2:
+        raise ValueError(f"z0 must have shape (B, D), got {tuple(z0.shape)}")
+    if iters < 0:
+        raise ValueError(f"iters must be >= 0, got {iters}")
+    was_training = flow.training
+    flags = [(p, p.requires_grad) for p in flow.parameters()]
+    flow.eval()
+    flow.requires_grad_(False)
+    hook, close = progress_hook(progress, iters)
+    start = time.perf_counter()
+    try:
+        z = z0.detach().clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=lr, betas=tuple(betas))
+        b = z.shape[0]
+        diverged = torch.zeros(b, dtype=torch.bool, device=z.device)
+        # the last finite evaluation of each image (x_keep = 0, loss inf until there is one)
+        z_keep = z0.detach().clone()
+        x_keep: torch.Tensor | None = None
+        loss_keep = torch.full((b,), float("inf"), dtype=z.dtype, device=z.device)
+        for t in range(iters):
+            opt.zero_grad(set_to_none=True)
+            x, logdet = flow.inverse(z)
+            loss = objective(z, x, logdet)
+            if loss.shape != (b,):
+                raise ValueError(f"objective must return shape ({b},), got {tuple(loss.shape)}")
+            z_keep, x_keep, loss_keep, diverged = _keep(
+                z, x, loss, z_keep, x_keep, loss_keep, diverged
+            )
+            torch.where(diverged, torch.zeros_like(loss), loss).sum().backward()
+            # diverged rows get no gradient; a stray non-finite gradient entry of a finite
+            # image is dropped rather than poisoning Adam's moments
+            z.grad.masked_fill_(diverged[:, None] | ~torch.isfinite(z.grad), 0.0)
+            opt.step()
+            hook(t + 1)
+        with torch.no_grad():  # evaluate the final iterate
+            x, logdet = flow.inverse(z)
+            loss = objective(z, x, logdet)
+            z_keep, x_keep, loss_keep, diverged = _keep(
+                z, x, loss, z_keep, x_keep, loss_keep, diverged
+            )
+        if z.device.type == "cuda":
+            torch.cuda.synchronize(z.device)
+        seconds = time.perf_counter() - start
+        return SolveResult(
+            z=z_keep,
+            x=x_keep,
+            loss=loss_keep.cpu().double().numpy(),
+            diverged=diverged.cpu().numpy(),
+            iters=iters,
+            seconds=seconds,
+        )
+    finally:
+        close()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+        flow.train(was_training)
