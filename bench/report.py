@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -53,6 +53,7 @@ class RunData:
     run_dir: Path
     manifest: dict
     rows: object  # pandas DataFrame, one row per image and cell
+    cache: dict = field(default_factory=dict)  # summary and grid frames, computed once
 
 
 def load_run(run_dir: str | Path) -> RunData:
@@ -93,6 +94,8 @@ def summary_frame(data: RunData | str | Path):
     from bench import metrics
 
     data = data if isinstance(data, RunData) else load_run(data)
+    if "summary" in data.cache:
+        return data.cache["summary"]
     man, rows = data.manifest, data.rows
     out = []
     for m in man["methods"]:
@@ -145,17 +148,21 @@ def summary_frame(data: RunData | str | Path):
             diverged = cell["diverged"].astype(bool)
             rec["n"], rec["n_diverged"] = len(cell), int(diverged.sum())
             if diverged.any():
-                rec.update(status="failed", reason=f"{int(diverged.sum())}/{len(cell)} images "
-                                                   "diverged (NaN or inf)")
+                rec.update(
+                    status="failed",
+                    reason=f"{int(diverged.sum())}/{len(cell)} images diverged (NaN or inf)",
+                )
                 out.append(rec)
                 continue
             rec["status"] = "ok"
             rec["psnr"], rec["psnr_ci"] = metrics.mean_ci(cell["psnr"].to_numpy(float))
             rec["ssim"], rec["ssim_ci"] = metrics.mean_ci(cell["ssim"].to_numpy(float))
             rec["paper_psnr"], rec["paper_batches"] = paper_convention_psnr(
-                cell["mse5"].to_numpy(float))
+                cell["mse5"].to_numpy(float)
+            )
             out.append(rec)
-    return pd.DataFrame(out)
+    data.cache["summary"] = pd.DataFrame(out)
+    return data.cache["summary"]
 
 
 def grid_frame(data: RunData | str | Path):
@@ -164,11 +171,14 @@ def grid_frame(data: RunData | str | Path):
     import pandas as pd
 
     data = data if isinstance(data, RunData) else load_run(data)
+    if "grid" in data.cache:
+        return data.cache["grid"]
     man, rows = data.manifest, data.rows
     stage = "select" if man.get("select_on") == "valid" else "test"
     cols = ["method", "task", "weight", "n", "n_diverged", "psnr", "ssim", "selected"]
     if man.get("weights") != "grid" or len(rows) == 0:
-        return pd.DataFrame(columns=cols)
+        data.cache["grid"] = pd.DataFrame(columns=cols)
+        return data.cache["grid"]
     out = []
     for m in man["methods"]:
         grid = [w for w in man.get("grids", {}).get(m, []) if w is not None]
@@ -185,17 +195,20 @@ def grid_frame(data: RunData | str | Path):
                 div = cell["diverged"].astype(bool)
                 ok = not div.any()
                 chosen = sel.get("weight")
-                out.append({
-                    "method": m,
-                    "task": t,
-                    "weight": float(w),
-                    "n": len(cell),
-                    "n_diverged": int(div.sum()),
-                    "psnr": float(cell["psnr"].mean()) if ok else math.nan,
-                    "ssim": float(cell["ssim"].mean()) if ok else math.nan,
-                    "selected": chosen is not None and math.isclose(float(chosen), float(w)),
-                })
-    return pd.DataFrame(out, columns=cols)
+                out.append(
+                    {
+                        "method": m,
+                        "task": t,
+                        "weight": float(w),
+                        "n": len(cell),
+                        "n_diverged": int(div.sum()),
+                        "psnr": float(cell["psnr"].mean()) if ok else math.nan,
+                        "ssim": float(cell["ssim"].mean()) if ok else math.nan,
+                        "selected": chosen is not None and math.isclose(float(chosen), float(w)),
+                    }
+                )
+    data.cache["grid"] = pd.DataFrame(out, columns=cols)
+    return data.cache["grid"]
 
 
 # ---- formatting --------------------------------------------------------------------------------
@@ -252,8 +265,10 @@ def ours_table(summary, methods: list[str], tasks: list[str], labels: dict) -> s
         row = [labels.get(m, m)]
         for t in tasks:
             rec = summary[(summary.method == m) & (summary.task == t)].iloc[0]
-            row.append(_status_text(rec) or (
-                f"{_pm(rec.psnr, rec.psnr_ci, 2)} / {_pm(rec.ssim, rec.ssim_ci, 3)}"))
+            row.append(
+                _status_text(rec)
+                or (f"{_pm(rec.psnr, rec.psnr_ci, 2)} / {_pm(rec.ssim, rec.ssim_ci, 3)}")
+            )
         body.append(row)
     return _md_table(["method"] + [_task_title(t) for t in tasks], body)
 
@@ -264,8 +279,11 @@ def paper_table(summary, methods: list[str], tasks: list[str], labels: dict) -> 
         row = [labels.get(m, m)]
         for t in tasks:
             rec = summary[(summary.method == m) & (summary.task == t)].iloc[0]
-            pub = (f"{_num(rec.published_psnr, 2)} / {_num(rec.published_ssim, 3)}"
-                   if not math.isnan(rec.published_psnr) else "—")
+            pub = (
+                f"{_num(rec.published_psnr, 2)} / {_num(rec.published_ssim, 3)}"
+                if not math.isnan(rec.published_psnr)
+                else "—"
+            )
             ours = _status_text(rec) or f"{_num(rec.paper_psnr, 2)} / {_num(rec.ssim, 3)}"
             row.append(f"{ours} (paper: {pub})")
         body.append(row)
@@ -291,8 +309,9 @@ def weights_table(summary, methods: list[str], tasks: list[str], labels: dict) -
     return _md_table(["method"] + [_task_title(t) for t in tasks], body)
 
 
-def grid_tables(grid, methods: list[str], tasks: list[str], labels: dict,
-                weight_names: dict) -> str:
+def grid_tables(
+    grid, methods: list[str], tasks: list[str], labels: dict, weight_names: dict
+) -> str:
     parts = []
     for t in tasks:
         sub = grid[grid.task == t]
@@ -311,12 +330,13 @@ def grid_tables(grid, methods: list[str], tasks: list[str], labels: dict,
                     row.append("")
                     continue
                 c = c.iloc[0]
-                text = (f"failed ({c.n_diverged}/{c.n})" if c.n_diverged
-                        else f"{_num(c.psnr, 2)}")
+                text = f"failed ({c.n_diverged}/{c.n})" if c.n_diverged else f"{_num(c.psnr, 2)}"
                 row.append(f"**{text}**" if c.selected else text)
             body.append(row)
-        parts.append(f"**{_task_title(t)}**\n\n"
-                     + _md_table(["method"] + [format_weight(w) for w in weights], body))
+        parts.append(
+            f"**{_task_title(t)}**\n\n"
+            + _md_table(["method"] + [format_weight(w) for w in weights], body)
+        )
     return "\n\n".join(parts)
 
 
@@ -334,8 +354,11 @@ def _model_line(model: dict) -> str:
         parts.append(f"{int(model['num_params']):,} parameters")
     parts.append(f"fingerprint `{model.get('fingerprint', '?')}`")
     bpd = model.get("val_bpd")
-    parts.append(f"validation {bpd:.3f} bits/dim" if isinstance(bpd, (int, float))
-                 else "validation bits/dim unknown")
+    parts.append(
+        f"validation {bpd:.3f} bits/dim"
+        if isinstance(bpd, (int, float))
+        else "validation bits/dim unknown"
+    )
     if model.get("epochs") is not None:
         planned = model.get("epochs_planned")
         parts.append(f"{model['epochs']} epoch(s)" + (f" of {planned}" if planned else ""))
@@ -348,23 +371,33 @@ def _model_line(model: dict) -> str:
 
 def _preset_line(p: dict) -> str:
     grids = f"γ grid {list(p.get('gamma_grid', []))}, α grid {list(p.get('alpha_grid', []))}"
-    return (f"`{p['name']}` (width {p['hidden']}, {p['epochs']} epoch(s), {p['test_images']} "
-            f"test images, {p['select_images']} selection images, {p['iters']} iterations, "
-            f"{grids}); the protocol is the same for every preset")
+    return (
+        f"`{p['name']}` (width {p['hidden']}, {p['epochs']} epoch(s), {p['test_images']} "
+        f"test images, {p['select_images']} selection images, {p['iters']} iterations, "
+        f"{grids}); the protocol is the same for every preset"
+    )
 
 
 def _selection_line(man: dict) -> str:
     if man.get("weights") == "paper":
         return "the paper's chosen weights (`--weights paper`), no grid search"
     if man.get("select_on") == "test":
-        return ("grid search directly on the test images, best mean PSNR reported "
-                "(`--select-on test`: the paper's practice, optimistic)")
-    return ("grid search on the selection images (valid partition), the best weight per method "
-            "and task by mean PSNR then run on the test images")
+        return (
+            "grid search directly on the test images, best mean PSNR reported "
+            "(`--select-on test`: the paper's practice, optimistic)"
+        )
+    return (
+        "grid search on the selection images (valid partition), the best weight per method "
+        "and task by mean PSNR then run on the test images"
+    )
 
 
-def render_table1(data: RunData | str | Path, command: str | None = None,
-                  figures: dict[str, str] | None = None, grid_png: str | None = GRID_FILE) -> str:
+def render_table1(
+    data: RunData | str | Path,
+    command: str | None = None,
+    figures: dict[str, str] | None = None,
+    grid_png: str | None = GRID_FILE,
+) -> str:
     """The Markdown of table1.md."""
     data = data if isinstance(data, RunData) else load_run(data)
     man = data.manifest
@@ -393,8 +426,8 @@ def render_table1(data: RunData | str | Path, command: str | None = None,
         lines.append(f"- **Report command**: `{command}`")
     lines += [
         f"- **Run**: `{man['run_id']}` (`{data.run_dir}`), started {man.get('created')}, "
-        f"updated {man.get('updated')}" + ("" if man.get("complete") else
-                                           " — **incomplete: rerun the command to finish**"),
+        f"updated {man.get('updated')}"
+        + ("" if man.get("complete") else " — **incomplete: rerun the command to finish**"),
         f"- **Report written**: {now}",
         f"- **Device**: {man.get('device_description') or man.get('device')}",
         "",
@@ -429,9 +462,11 @@ def render_table1(data: RunData | str | Path, command: str | None = None,
             notes.append(f"- {rec.label} on {rec.task}: not run yet")
     failed_grid = grid[grid.n_diverged > 0] if len(grid) else grid
     for rec in failed_grid.itertuples():
-        notes.append(f"- {labels.get(rec.method, rec.method)} on {rec.task}, "
-                     f"{_weight_text(man['weight_names'].get(rec.method), rec.weight)} (grid): "
-                     f"**failed** — {rec.n_diverged}/{rec.n} images diverged")
+        notes.append(
+            f"- {labels.get(rec.method, rec.method)} on {rec.task}, "
+            f"{_weight_text(man['weight_names'].get(rec.method), rec.weight)} (grid): "
+            f"**failed** — {rec.n_diverged}/{rec.n} images diverged"
+        )
     if notes:
         lines += ["", "## Skipped and failed cells", ""] + notes
     stage = "select" if man.get("select_on") == "valid" else "test"
@@ -449,9 +484,13 @@ def render_table1(data: RunData | str | Path, command: str | None = None,
     else:
         lines.append("No grid search in this run.")
     if figures:
-        lines += ["", "## Figures 3–6", "",
-                  f"Rows: target (5-bit), measurement, each method; the first "
-                  f"{min(FIGURE_IMAGES, n_images)} test images."]
+        lines += [
+            "",
+            "## Figures 3–6",
+            "",
+            f"Rows: target (5-bit), measurement, each method; the first "
+            f"{min(FIGURE_IMAGES, n_images)} test images.",
+        ]
         for t, name in figures.items():
             lines += ["", f"![Figure {FIGURES.get(t, '')}: {t}]({name})"]
     return "\n".join(lines) + "\n"
@@ -478,7 +517,9 @@ def console_table(data: RunData | str | Path) -> str:
 def _save(fig, path: Path) -> Path:
     from bench.runner import _atomic_write_bytes
 
-    _atomic_write_bytes(path, lambda f: fig.savefig(f, format="png", dpi=DPI))
+    _atomic_write_bytes(
+        path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
+    )
     return path
 
 
@@ -501,7 +542,7 @@ def write_grid_png(data: RunData | str | Path, path: str | Path) -> Path:
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     labels = man.get("method_labels", {})
     stage = "select" if man.get("select_on") == "valid" else "test"
-    for ax, t in zip(axes, tasks):
+    for ax, t in zip(axes, tasks, strict=True):
         sub = grid[grid.task == t]
         ticks = sorted(set(sub.weight))
         for m in man["methods"]:
@@ -514,25 +555,35 @@ def write_grid_png(data: RunData | str | Path, path: str | Path) -> Path:
             chosen = ms[ms.selected]
             if len(chosen):
                 cx = [w if w > 0 else zero_at for w in chosen.weight]
-                ax.plot(cx, chosen.psnr, marker="*", markersize=14, color=line.get_color(),
-                        linestyle="none")
+                ax.plot(
+                    cx,
+                    chosen.psnr,
+                    marker="*",
+                    markersize=14,
+                    color=line.get_color(),
+                    linestyle="none",
+                )
             bad = ms[ms.n_diverged > 0]
             if len(bad):
                 bx = [w if w > 0 else zero_at for w in bad.weight]
                 ymin = np.nanmin(sub.psnr) if np.isfinite(sub.psnr).any() else 0.0
-                ax.plot(bx, [ymin] * len(bx), marker="x", color=line.get_color(),
-                        linestyle="none")
+                ax.plot(bx, [ymin] * len(bx), marker="x", color=line.get_color(), linestyle="none")
         ax.set_xscale("log")
         ax.set_xticks([w if w > 0 else zero_at for w in ticks])
         ax.set_xticklabels([format_weight(w) for w in ticks], rotation=45, fontsize=8)
         ax.minorticks_off()
         ax.set_title(t)
-        ax.set_xlabel("weight (0 drawn left of the axis break)" if 0.0 in ticks else "weight")
+        ax.set_xlabel(
+            "weight (log scale; 0 drawn one decade left)" if 0.0 in ticks else "weight (log scale)"
+        )
         ax.set_ylabel("mean PSNR (dB)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(f"Grid search on the {STAGE_WORDS[stage]} (★ selected, × diverged) — "
-                 f"{man['dataset']}, preset {man['preset']['name']}", fontsize=10)
+    fig.suptitle(
+        f"Grid search on the {STAGE_WORDS[stage]} (★ selected, × diverged) — "
+        f"{man['dataset']}, preset {man['preset']['name']}",
+        fontsize=10,
+    )
     return _save(fig, Path(path))
 
 
@@ -540,11 +591,11 @@ def _hwc(img: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(img, dtype=np.uint8).transpose(1, 2, 0))
 
 
-def write_figure(data: RunData | str | Path, task: str, path: str | Path,
-                 n_images: int = FIGURE_IMAGES) -> Path | None:
+def write_figure(
+    data: RunData | str | Path, task: str, path: str | Path, n_images: int = FIGURE_IMAGES
+) -> Path | None:
     """One of Figures 3–6: rows target, measurement and each method that ran on the task
     (its reported cell), columns the first `n_images` test images. None without inputs."""
-    from matplotlib.figure import Figure
 
     from bench.runner import read_restored
 
@@ -564,30 +615,54 @@ def write_figure(data: RunData | str | Path, task: str, path: str | Path,
             continue
         imgs = read_restored(data.run_dir, rec.cell, task)
         w = None if math.isnan(rec.weight) else rec.weight
-        name = rec.label + ("" if not rec.weight_name else
-                            f"\n{_weight_text(rec.weight_name, w)}")
+        name = rec.label + ("" if not rec.weight_name else f"\n{_weight_text(rec.weight_name, w)}")
         if rec.status == "failed":
             name += "\n(failed)"
         rows.append((name, None if imgs is None else imgs[:n]))
-    fig = Figure(figsize=(1.0 * n + 1.4, 1.05 * len(rows) + 0.5), layout="constrained")
-    axes = fig.subplots(len(rows), n, squeeze=False)
-    for r, (name, imgs) in enumerate(rows):
+    return _save(
+        _mosaic(
+            rows,
+            n,
+            f"Figure {FIGURES.get(task, '')}: {task} — "
+            f"{man['dataset']}, preset {man['preset']['name']}",
+        ),
+        Path(path),
+    )
+
+
+def _mosaic(rows: list[tuple[str, np.ndarray | None]], n: int, title: str):
+    """One image of rows × n tiles (white gaps; a missing row stays gray) with row labels:
+    a single Axes, so that even a 7 × 8 figure draws in a fraction of a second."""
+    from matplotlib.figure import Figure
+
+    size, gap = config.IMAGE_SIZE, 2
+    step = size + gap
+    canvas = np.full((len(rows) * step + gap, n * step + gap, 3), 255, dtype=np.uint8)
+    for r, (_, imgs) in enumerate(rows):
         for c in range(n):
-            ax = axes[r, c]
-            ax.set_xticks([])
-            ax.set_yticks([])
+            y, x = gap + r * step, gap + c * step
             if imgs is not None and c < len(imgs):
-                ax.imshow(_hwc(imgs[c]), interpolation="nearest")
-            if c == 0:
-                ax.set_ylabel(name, rotation=0, ha="right", va="center", fontsize=8)
-    fig.suptitle(f"Figure {FIGURES.get(task, '')}: {task} — {man['dataset']}, preset "
-                 f"{man['preset']['name']}", fontsize=10)
-    return _save(fig, Path(path))
+                canvas[y : y + size, x : x + size] = _hwc(imgs[c])
+            else:
+                canvas[y : y + size, x : x + size] = 200
+    tile_in = 0.85
+    label_in = 1.3
+    width = label_in + n * tile_in
+    height = len(rows) * tile_in + 0.45
+    fig = Figure(figsize=(width, height))
+    ax = fig.add_axes((label_in / width, 0.0, n * tile_in / width, len(rows) * tile_in / height))
+    ax.imshow(canvas, interpolation="nearest")
+    ax.set_axis_off()
+    for r, (name, _) in enumerate(rows):
+        ax.text(-gap * 2, gap + r * step + size / 2, name, ha="right", va="center", fontsize=8)
+    fig.suptitle(title, fontsize=10, y=1 - 0.12 / height, va="top")
+    return fig
 
 
 # ---- entry points ------------------------------------------------------------------------------
-def write_table1(run_dir: str | Path, out_dir: str | Path = "reports",
-                 command: str | None = None) -> Path:
+def write_table1(
+    run_dir: str | Path, out_dir: str | Path = "reports", command: str | None = None
+) -> Path:
     """Write table1.md, grid_search.png and Figures 3–6 of a stored run under `out_dir`;
     returns the path of table1.md."""
     data = load_run(run_dir)
@@ -604,7 +679,11 @@ def write_table1(run_dir: str | Path, out_dir: str | Path = "reports",
     return path
 
 
-def rebuild(results_dir: str | Path = "results", out_dir: str | Path = "reports",
-            run_id: str | None = None, command: str | None = None) -> Path:
+def rebuild(
+    results_dir: str | Path = "results",
+    out_dir: str | Path = "reports",
+    run_id: str | None = None,
+    command: str | None = None,
+) -> Path:
     """`bench report`: the reports of a stored run (default the latest), without solving."""
     return write_table1(find_run(results_dir, run_id), out_dir, command)

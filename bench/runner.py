@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -161,7 +162,8 @@ class Plan:
         parts = []
         if self.grid_cells:
             where = (
-                f"{self.preset.select_images} valid" if self.grid_stage == "select"
+                f"{self.preset.select_images} valid"
+                if self.grid_stage == "select"
                 else f"{self.preset.test_images} test"
             )
             parts.append(f"{len(self.grid_cells)} grid cells on {where} images")
@@ -311,9 +313,7 @@ def plan_table1(
     grid_cells = [
         Cell(grid_stage, m, t, w, labels[(m, _wkey(w))]) for (m, t) in to_select for w in grids[m]
     ]
-    fixed_cells = [
-        Cell("test", m, t, w, labels[(m, _wkey(w))]) for (m, t), (w, _) in fixed.items()
-    ]
+    fixed_cells = [Cell("test", m, t, w, labels[(m, _wkey(w))]) for (m, t), (w, _) in fixed.items()]
     if not grid_cells and not fixed_cells:
         raise BenchError(
             "nothing to run: every chosen method is skipped on every chosen task "
@@ -358,11 +358,16 @@ def time_solver_iteration(
 
     z0 = (0.1 * torch.randn(batch, flow.dim, generator=g)).to(device)
     solve_latent(flow, objective, z0, iters=1, lr=config.SOLVER_LR)  # warm-up
-    _sync(device)
-    t0 = time.perf_counter()
-    solve_latent(flow, objective, z0, iters=ESTIMATE_ITERS, lr=config.SOLVER_LR)
-    _sync(device)
-    return (time.perf_counter() - t0) / (ESTIMATE_ITERS * batch)
+    stamps = [time.perf_counter()]
+
+    def tick(_t: int) -> None:
+        _sync(device)
+        stamps.append(time.perf_counter())
+
+    solve_latent(flow, objective, z0, iters=ESTIMATE_ITERS, lr=config.SOLVER_LR, progress=tick)
+    # the faster step: a transient hiccup of a busy machine should not inflate the estimate
+    step = min(b - a for a, b in itertools.pairwise(stamps))
+    return step / batch
 
 
 def _sync(device: str) -> None:
@@ -381,9 +386,11 @@ def estimate_seconds(
     batch = max(1, min(plan.preset.test_images, config.EVAL_BATCH))
     per_image_iter = time_solver_iteration(plan.preset.hidden, device, batch, arch)
     cells = list(plan.grid_cells) + list(plan.fixed_cells)
-    cells += [Cell("test", m, t, None, "") for (m, t) in plan.to_select] if (
-        plan.grid_stage == "select"
-    ) else []
+    cells += (
+        [Cell("test", m, t, None, "") for (m, t) in plan.to_select]
+        if (plan.grid_stage == "select")
+        else []
+    )
     total = 0.0
     for c in cells:
         if not M.get_method(c.method).needs_flow:
@@ -450,11 +457,14 @@ def read_manifest(run_dir: str | Path) -> dict:
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise BenchError(f"{run_dir} is not a Table 1 run (no {MANIFEST}): run "
-                         "`bench run --table 1` first, or pass another --run") from None
+        raise BenchError(
+            f"{run_dir} is not a Table 1 run (no {MANIFEST}): run "
+            "`bench run --table 1` first, or pass another --run"
+        ) from None
     except (OSError, ValueError) as e:
-        raise BenchError(f"{path} is unreadable ({e.__class__.__name__}): delete the run "
-                         "folder and rerun") from None
+        raise BenchError(
+            f"{path} is unreadable ({e.__class__.__name__}): delete the run folder and rerun"
+        ) from None
 
 
 def write_manifest(run_dir: Path, manifest: dict) -> None:
@@ -472,8 +482,10 @@ def write_cell(run_dir: Path, cell: Cell, rows, restored: np.ndarray) -> Path:
 
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=CSV_COLUMNS)
     csv_path = run_dir / cell.relpath(".csv")
-    _atomic_write_bytes(run_dir / cell.relpath(".npy"),
-                        lambda f: np.save(f, np.ascontiguousarray(restored, dtype=np.uint8)))
+    _atomic_write_bytes(
+        run_dir / cell.relpath(".npy"),
+        lambda f: np.save(f, np.ascontiguousarray(restored, dtype=np.uint8)),
+    )
     _atomic_write_bytes(csv_path, lambda f: frame.to_csv(f, index=False), mode="w")
     return csv_path
 
@@ -507,8 +519,11 @@ def read_inputs(run_dir: str | Path, task: str, stage: str = "test") -> dict | N
     if not path.is_file():
         return None
     with np.load(path, allow_pickle=False) as z:
-        return {"target": z["target"], "measurement": z["measurement"],
-                "names": [str(n) for n in z["names"]]}
+        return {
+            "target": z["target"],
+            "measurement": z["measurement"],
+            "names": [str(n) for n in z["names"]],
+        }
 
 
 def list_runs(results_dir: str | Path) -> list[Path]:
@@ -518,8 +533,10 @@ def list_runs(results_dir: str | Path) -> list[Path]:
 
     def updated(p: Path) -> tuple:
         try:
-            return (str(json.loads((p / MANIFEST).read_text()).get("updated", "")),
-                    (p / MANIFEST).stat().st_mtime)
+            return (
+                str(json.loads((p / MANIFEST).read_text()).get("updated", "")),
+                (p / MANIFEST).stat().st_mtime,
+            )
         except (OSError, ValueError):
             return ("", 0.0)
 
@@ -531,8 +548,9 @@ def find_run(results_dir: str | Path, run_id: str | None = None) -> Path:
     root = runs_root(results_dir)
     runs = list_runs(results_dir)
     if not runs:
-        raise BenchError(f"no Table 1 runs in {root}: run `bench run --table 1` first "
-                         "(or pass --results)")
+        raise BenchError(
+            f"no Table 1 runs in {root}: run `bench run --table 1` first (or pass --results)"
+        )
     if run_id is None:
         return runs[-1]
     exact = [p for p in runs if p.name == run_id]
@@ -573,12 +591,18 @@ def select_weights(rows, plan: Plan) -> dict[tuple[str, str], float | None]:
     out: dict[tuple[str, str], float | None] = {}
     stage_rows = rows[rows["stage"] == plan.grid_stage] if len(rows) else rows
     for m, t in plan.to_select:
-        sub = stage_rows[(stage_rows["method"] == m) & (stage_rows["task"] == t)] if len(
-            stage_rows) else stage_rows
+        sub = (
+            stage_rows[(stage_rows["method"] == m) & (stage_rows["task"] == t)]
+            if len(stage_rows)
+            else stage_rows
+        )
         best, best_psnr, complete = None, -math.inf, True
         for w in plan.grids[m]:
-            cell_rows = sub[np.isclose(sub["weight"].astype(float), w, rtol=1e-9, atol=0)] if len(
-                sub) else sub
+            cell_rows = (
+                sub[np.isclose(sub["weight"].astype(float), w, rtol=1e-9, atol=0)]
+                if len(sub)
+                else sub
+            )
             if len(cell_rows) == 0:
                 complete = False
                 continue
@@ -666,8 +690,9 @@ def compute_cell(
         # the solvers' z0 use distinct streams of it (see bench.tasks)
         image_seeds = T.image_seeds(names, ctx.seed)
         t0 = time.perf_counter()
-        res = method.restore(flow, task, y, cell.weight, ctx.iters, image_seeds, ctx.device,
-                             progress=progress)
+        res = method.restore(
+            flow, task, y, cell.weight, ctx.iters, image_seeds, ctx.device, progress=progress
+        )
         seconds = float(getattr(res, "seconds", None) or (time.perf_counter() - t0))
         x = res.x.detach().to("cpu", torch.float32)
         n = len(names)
@@ -724,6 +749,14 @@ def compute_cell(
             torch.set_num_threads(previous_threads)
 
 
+def available_cores() -> int:
+    """CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _in_dask_worker() -> bool:
     if "distributed" not in sys.modules:
         return False
@@ -740,7 +773,7 @@ def _dask_worker_threads() -> int:
     from distributed import get_worker
 
     nthreads = getattr(get_worker(), "nthreads", None) or getattr(get_worker().state, "nthreads", 1)
-    return max(1, (os.cpu_count() or 1) // max(1, int(nthreads)))
+    return max(1, available_cores() // max(1, int(nthreads)))
 
 
 # ---- executors ---------------------------------------------------------------------------------
@@ -757,6 +790,7 @@ def _execute(
     payload_fn: Callable[[], dict],
     ctx: CellContext,
     jobs: int,
+    threads: int | None,
     backend: str,
     client,
     progress: bool,
@@ -767,25 +801,25 @@ def _execute(
     if not cells:
         return
     if backend == "dask":
-        _execute_dask(cells, stages, payload_fn, ctx, client, store, bar)
+        _execute_dask(cells, stages, payload_fn, ctx, threads, client, store, bar)
     elif jobs == 1:
         for cell in cells:
             st = stages[cell.stage]
             if bar is not None:
                 bar.set_postfix_str(str(cell), refresh=True)
-            out = compute_cell(cell, st.images, st.names, flow, ctx, None, progress)
+            out = compute_cell(cell, st.images, st.names, flow, ctx, threads, progress)
             store(cell, out)
             if bar is not None:
                 bar.update(1)
     else:
         from joblib import Parallel, delayed
 
-        threads = max(1, (os.cpu_count() or 1) // jobs)
         payload = payload_fn()
         parallel = Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")
         results = parallel(
-            delayed(_compute_tagged)(cell, stages[cell.stage].images, stages[cell.stage].names,
-                                     payload, ctx, threads)
+            delayed(_compute_tagged)(
+                cell, stages[cell.stage].images, stages[cell.stage].names, payload, ctx, threads
+            )
             for cell in cells
         )
         try:
@@ -811,26 +845,39 @@ def connect_dask(scheduler: str | None):
     try:
         from distributed import Client
     except ImportError:
-        raise BenchError("--backend dask needs dask.distributed: pip install "
-                         "'dask[distributed]' (or pip install -e '.[dask]')") from None
+        raise BenchError(
+            "--backend dask needs dask.distributed: pip install "
+            "'dask[distributed]' (or pip install -e '.[dask]')"
+        ) from None
     try:
         return Client(scheduler, timeout=SCHEDULER_TIMEOUT_S)
     except Exception as e:  # noqa: BLE001 - any connection failure is the same user problem
         msg = str(e).splitlines()[0] if str(e) else e.__class__.__name__
-        raise BenchError(f"cannot reach the Dask scheduler at {scheduler} ({msg}): start one "
-                         "(`dask scheduler` and `dask worker ADDRESS`) or fix --scheduler") from None
+        raise BenchError(
+            f"cannot reach the Dask scheduler at {scheduler} ({msg}): start one "
+            "(`dask scheduler` and `dask worker ADDRESS`) or fix --scheduler"
+        ) from None
 
 
-def _execute_dask(cells, stages, payload_fn, ctx, client, store, bar) -> None:
+def _execute_dask(cells, stages, payload_fn, ctx, threads, client, store, bar) -> None:
     from distributed import as_completed
 
     [payload] = client.scatter([payload_fn()], broadcast=True, hash=False)
     futures = {}
     for cell in cells:
         st = stages[cell.stage]
-        fut = client.submit(compute_cell, cell, st.images, st.names, payload, ctx, None, False,
-                            pure=False, key=f"bench-{ctx.run_id}-{cell.stage}-{cell.stem}-"
-                            f"{time.time_ns()}")
+        fut = client.submit(
+            compute_cell,
+            cell,
+            st.images,
+            st.names,
+            payload,
+            ctx,
+            threads,  # None: cores // the worker's threads, decided on the worker
+            False,
+            pure=False,
+            key=f"bench-{ctx.run_id}-{cell.stage}-{cell.stem}-{time.time_ns()}",
+        )
         futures[fut] = cell
     try:
         for fut in as_completed(list(futures)):
@@ -919,12 +966,17 @@ def run_table1(
     scheduler: str | None = None,
     command: str | None = None,
     log: Callable[[str], None] | None = None,
+    threads: int | None = None,
 ) -> RunResult:
     """Run (or resume) Table 1 with a trained `flow` and store one row per image and cell.
 
     `flow_meta` is the checkpoint metadata of :func:`bench.train.ensure_flow` (its
     'fingerprint' names the model; computed from the weights when absent). See the module
-    docstring for stages, selection and the store."""
+    docstring for stages, selection and the store.
+
+    Cells run here (`jobs=1`), in `jobs` joblib loky processes, or on the Dask cluster at
+    `scheduler` (`backend='dask'`). Each worker uses `threads` torch threads (default
+    max(1, cores // jobs); on Dask, cores // the worker's threads)."""
     import torch
 
     from bench import data
@@ -939,6 +991,12 @@ def run_table1(
         raise BenchError(f"--jobs must be a positive integer, not {jobs!r}")
     if backend == "joblib" and scheduler:
         raise BenchError("--scheduler is only used with --backend dask")
+    if threads is not None and (
+        isinstance(threads, bool) or not isinstance(threads, int) or threads < 1
+    ):
+        raise BenchError(f"--threads must be a positive integer, not {threads!r}")
+    if threads is None and backend == "joblib":
+        threads = max(1, available_cores() // jobs)
     client = connect_dask(scheduler) if backend == "dask" else None
     try:
         flow = flow.to(device).eval()
@@ -954,13 +1012,15 @@ def run_table1(
         fingerprint = str(meta["fingerprint"])
 
         # images (small: uint8 32×32) -------------------------------------------------------
-        test = data.load_images(dataset, "test", data_root, limit=preset.test_images,
-                                progress=progress)
+        test = data.load_images(
+            dataset, "test", data_root, limit=preset.test_images, progress=progress
+        )
         stages = {"test": _Stage(test.images.numpy(), list(test.names))}
         select_set = None
         if weights == "grid" and select_on == "valid":
-            select_set = data.load_images(dataset, "valid", data_root,
-                                          limit=preset.select_images, progress=progress)
+            select_set = data.load_images(
+                dataset, "valid", data_root, limit=preset.select_images, progress=progress
+            )
             stages["select"] = _Stage(select_set.images.numpy(), list(select_set.names))
 
         key = {
@@ -977,13 +1037,27 @@ def run_table1(
         }
         run_id = make_run_id(key, dataset, preset.name)
         run_dir = runs_root(results_dir) / run_id
-        manifest = _merge_manifest(run_dir, key, run_id, plan, meta, test, select_set,
-                                   device, command, flow)
+        manifest = _merge_manifest(
+            run_dir, key, run_id, plan, meta, test, select_set, device, command, flow
+        )
+        manifest["execution"] = {
+            "backend": backend,
+            "jobs": jobs,
+            "threads": threads,
+            "scheduler": scheduler,
+        }
         write_manifest(run_dir, manifest)
         _write_inputs(run_dir, test, plan.tasks, seed, force, T)
 
-        ctx = CellContext(run_id=run_id, dataset=dataset, preset=preset.name, model=fingerprint,
-                          device=str(device), seed=int(seed), iters=int(preset.iters))
+        ctx = CellContext(
+            run_id=run_id,
+            dataset=dataset,
+            preset=preset.name,
+            model=fingerprint,
+            device=str(device),
+            seed=int(seed),
+            iters=int(preset.iters),
+        )
         computed: list[str] = []
         reused: list[str] = []
 
@@ -1038,27 +1112,58 @@ def run_table1(
         if progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=len(wave1) + plan.n_after_selection, desc="Table 1 cells",
-                       unit="cell", file=sys.stderr, dynamic_ncols=True)
+            bar = tqdm(
+                total=len(wave1) + plan.n_after_selection,
+                desc="Table 1 cells",
+                unit="cell",
+                file=sys.stderr,
+                dynamic_ncols=True,
+            )
         try:
-            _execute(wave1, stages, flow, payload_fn, ctx, jobs, backend, client, progress,
-                     store, bar)
+            _execute(
+                wave1,
+                stages,
+                flow,
+                payload_fn,
+                ctx,
+                jobs,
+                threads,
+                backend,
+                client,
+                progress,
+                store,
+                bar,
+            )
             chosen = select_weights(read_cells(run_dir), plan)
             record_selection(chosen)
             wave2: list[Cell] = []
             if plan.grid_stage == "select":
                 for (m, t), w in chosen.items():
                     if w is None:
-                        log(f"warning: every {plan.weight_names[m]} tried for {m} on {t} "
-                            "diverged: nothing to run on the test images")
+                        log(
+                            f"warning: every {plan.weight_names[m]} tried for {m} on {t} "
+                            "diverged: nothing to run on the test images"
+                        )
                         continue
                     wave2.append(plan.cell("test", m, t, w))
                 wave2 = pending(wave2)
                 if bar is not None:
                     bar.total = bar.n + len(wave2)
                     bar.refresh()
-                _execute(wave2, stages, flow, payload_fn, ctx, jobs, backend, client,
-                         progress, store, bar)
+                _execute(
+                    wave2,
+                    stages,
+                    flow,
+                    payload_fn,
+                    ctx,
+                    jobs,
+                    threads,
+                    backend,
+                    client,
+                    progress,
+                    store,
+                    bar,
+                )
         finally:
             if bar is not None:
                 bar.close()
@@ -1082,13 +1187,22 @@ def run_table1(
             client.close()
 
 
-def _merge_manifest(run_dir: Path, key: dict, run_id: str, plan: Plan, meta: dict, test,
-                    select_set, device: str, command: str | None, flow) -> dict:
+def _merge_manifest(
+    run_dir: Path,
+    key: dict,
+    run_id: str,
+    plan: Plan,
+    meta: dict,
+    test,
+    select_set,
+    device: str,
+    command: str | None,
+    flow,
+) -> dict:
     """The run's manifest, merged with the one already there (a rerun with other methods or
     tasks adds to the same run)."""
     old = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
-    methods = _ordered(list(old.get("methods", [])) + plan.methods,
-                       _registry().DEFAULT_METHODS)
+    methods = _ordered(list(old.get("methods", [])) + plan.methods, _registry().DEFAULT_METHODS)
     from bench import tasks as T
 
     task_order = list(T.TASKS)
@@ -1159,6 +1273,12 @@ def _write_inputs(run_dir: Path, test, task_names: list[str], seed: int, force: 
         y = task.measure(test.images, list(test.names), seed=seed)
         shown = task.display(y)
         shown = shown.numpy() if hasattr(shown, "numpy") else np.asarray(shown)
-        _atomic_write_bytes(path, lambda f, shown=shown: np.savez(
-            f, target=target, measurement=shown.astype(np.uint8),
-            names=np.array(test.names, dtype=str)))
+        _atomic_write_bytes(
+            path,
+            lambda f, shown=shown: np.savez(
+                f,
+                target=target,
+                measurement=shown.astype(np.uint8),
+                names=np.array(test.names, dtype=str),
+            ),
+        )

@@ -87,6 +87,7 @@ def solve_latent(
     lr: float,
     betas: tuple[float, float] = config.SOLVER_BETAS,
     progress=None,
+    autocast: torch.dtype | None = None,
 ) -> SolveResult:
     """Minimise ``objective(z, G(z), logdet_G).sum()`` over z with Adam, from z0 (B, D).
 
@@ -94,7 +95,12 @@ def solve_latent(
     iterate, SPEC §5 "return the final iterate x̂ = G(z)"). `progress` is called with the
     iteration number (1..iters) after each step, or updated if it is a tqdm bar (True makes
     one). The flow's parameters get no gradient; its training mode and requires_grad flags are
-    restored afterwards."""
+    restored afterwards.
+
+    `autocast` (e.g. torch.bfloat16; None = off) runs the flow passes and the objective under
+    ``torch.autocast`` (a speed option for perf measurements, not the protocol): G(z) and its
+    log-det are cast back to z's dtype before the objective sees them, the loss is taken in z's
+    dtype, and z and Adam's state stay in z's dtype."""
     if z0.ndim != 2:
         raise ValueError(f"z0 must have shape (B, D), got {tuple(z0.shape)}")
     if iters < 0:
@@ -107,6 +113,16 @@ def solve_latent(
     start = time.perf_counter()
     try:
         z = z0.detach().clone().requires_grad_(True)
+
+        def evaluate(z):
+            if autocast is None:
+                x, logdet = flow.inverse(z)
+                return x, logdet, objective(z, x, logdet)
+            with torch.autocast(device_type=z.device.type, dtype=autocast):
+                x, logdet = flow.inverse(z)
+                x, logdet = x.to(z.dtype), logdet.to(z.dtype)
+                return x, logdet, objective(z, x, logdet).to(z.dtype)
+
         opt = torch.optim.Adam([z], lr=lr, betas=tuple(betas))
         b = z.shape[0]
         diverged = torch.zeros(b, dtype=torch.bool, device=z.device)
@@ -116,8 +132,7 @@ def solve_latent(
         loss_keep = torch.full((b,), float("inf"), dtype=z.dtype, device=z.device)
         for t in range(iters):
             opt.zero_grad(set_to_none=True)
-            x, logdet = flow.inverse(z)
-            loss = objective(z, x, logdet)
+            x, logdet, loss = evaluate(z)
             if loss.shape != (b,):
                 raise ValueError(f"objective must return shape ({b},), got {tuple(loss.shape)}")
             z_keep, x_keep, loss_keep, diverged = _keep(
@@ -130,8 +145,7 @@ def solve_latent(
             opt.step()
             hook(t + 1)
         with torch.no_grad():  # evaluate the final iterate
-            x, logdet = flow.inverse(z)
-            loss = objective(z, x, logdet)
+            x, logdet, loss = evaluate(z)
             z_keep, x_keep, loss_keep, diverged = _keep(
                 z, x, loss, z_keep, x_keep, loss_keep, diverged
             )

@@ -215,8 +215,9 @@ def generation_gflop(flow: MultiScaleFlow, batch: int, device) -> float:
 
 # ---- the ablation --------------------------------------------------------------------------
 def _init_flow(arch: str, width: int, device, seed: int) -> MultiScaleFlow:
-    torch.manual_seed(seed)
-    flow = build_flow(arch, hidden=width)
+    with torch.random.fork_rng(devices=[]):  # reproducible weights, caller's RNG untouched
+        torch.manual_seed(seed)
+        flow = build_flow(arch, hidden=width)
     g = torch.Generator().manual_seed(seed)
     x = torch.rand(16, *flow.input_shape, generator=g) * 2 - 1  # a random model-space batch
     flow.initialize(x)  # ActNorm data init; the cost does not depend on the values
@@ -537,6 +538,7 @@ def reading(df: pd.DataFrame) -> str:
         f"{_ratio_words(rec['ratio'])} coupling ({cpl['mean_ms']:.2f} ms; the paper: "
         f"{pub['glow']['ms']:.2f} vs {pub['coupling']['ms']:.2f} ms, {pub_ratio:.2f}×)."
     ]
+    share = None  # fraction of the glow-coupling gap that caching the inverses removes
     if cac is not None and lu is not None:
         gap = rec["mean_ms"] - cpl["mean_ms"]
         s = (
@@ -570,9 +572,11 @@ def reading(df: pd.DataFrame) -> str:
             f"{cpl['gflop']:.3g} GFLOP per batch)"
         )
         if fr > 1.2:
+            s += ": its three scales without splits keep all its steps on larger maps"
             s += (
-                ": its three scales without splits keep all 14 steps on larger maps, so most "
-                "of the time difference is the architecture, not the inverses."
+                "; most of the time difference is this extra work, not the inverses."
+                if share is not None and share < 0.5
+                else "."
             )
         else:
             s += "."
@@ -586,8 +590,8 @@ def reading(df: pd.DataFrame) -> str:
                 f"{pub['coupling']['ms']:.2f} ms per batch would mean {implied:.1f} TFLOP/s "
                 f"on a GTX 750 Ti (nominal fp32 peak about {GTX750TI_PEAK_TFLOPS} TFLOP/s)"
                 + (
-                    ": the published times cannot be synchronised times per batch of "
-                    f"{config.TIMING_BATCH} (per image, or unsynchronised GPU launches?)."
+                    ": the published times cannot be synchronised times for a batch of "
+                    f"{config.TIMING_BATCH} at this width (per image? unsynchronised launches?)."
                     if implied > GTX750TI_PEAK_TFLOPS
                     else "."
                 )
@@ -719,6 +723,33 @@ def write_timings(df: pd.DataFrame, meta: dict, results_dir) -> list[Path]:
     return out
 
 
+def load_timings(results_dir) -> tuple[pd.DataFrame, dict]:
+    """Read back what `write_timings` wrote (summary with its raw times, and the header
+    facts), so that table2.md can be rebuilt without timing again."""
+    results_dir = Path(results_dir)
+    try:
+        summary = pd.read_csv(
+            results_dir / "timing_summary.csv", keep_default_na=False, na_values=[""]
+        )
+        raw = pd.read_csv(results_dir / "timing.csv", keep_default_na=False, na_values=[""])
+        meta = json.loads((results_dir / "timing_meta.json").read_text())
+    except FileNotFoundError as e:
+        raise BenchError(
+            f"no timing results in {results_dir} ({e.filename} missing): "
+            "run `bench ablation --timing` first"
+        ) from None
+    for frame in (summary, raw):
+        frame["mode"] = frame["mode"].fillna("").astype(str)
+    times = {
+        k: g.sort_values("iteration")["ms"].to_numpy()
+        for k, g in raw.groupby(["section", "arch", "mode"])
+    }
+    summary["times_ms"] = [
+        times.get((r.section, r.arch, r.mode), np.array([])) for r in summary.itertuples()
+    ]
+    return add_ratios(summary), meta
+
+
 def resolve_timing_options(
     preset: str,
     width: int | None,
@@ -751,6 +782,7 @@ __all__ = [
     "add_ratios",
     "format_table2",
     "generation_gflop",
+    "load_timings",
     "resolve_timing_options",
     "run_timing_ablation",
     "set_glow_mode",

@@ -9,11 +9,21 @@ from bench.cli.common import command_line, handle_errors
 
 
 @main.command()
-@click.option("--results", "results_dir", default="results", show_default=True,
-              help="results store written by `bench run`")
+@click.option(
+    "--results",
+    "results_dir",
+    default="results",
+    show_default=True,
+    help="results store written by `bench run`",
+)
 @click.option("--out", default="reports", show_default=True, help="reports folder")
-@click.option("--run", "run_id", default=None, metavar="RUN_ID",
-              help="run id (or a unique prefix) under RESULTS/runs [default: the latest run]")
+@click.option(
+    "--run",
+    "run_id",
+    default=None,
+    metavar="RUN_ID",
+    help="run id (or a unique prefix) under RESULTS/runs [default: the latest run]",
+)
 @handle_errors
 def report(results_dir, out, run_id) -> None:
     """Rebuild reports/table1.md, reports/grid_search.png and Figures 3–6 from a stored

@@ -1,0 +1,205 @@
+"""Reports from the results store: Table 1 Markdown (header, our numbers with intervals, the
+paper convention beside the published values, selected weights, skipped and failed cells, the
+grid search), the grid PNG, Figures 3–6, `bench report`, and reading incomplete runs."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from bench import config, metrics, report, runner
+from bench.errors import BenchError
+from bench.flows import build_flow
+
+PRESET = config.get_preset("smoke").with_(
+    test_images=3, select_images=2, iters=3, gamma_grid=(0.0, 0.1), alpha_grid=(0.002, 0.02)
+)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def flow():
+    torch.manual_seed(0)
+    flow = build_flow("coupling", hidden=8)
+    flow.initialize(torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1)
+    return flow.eval()
+
+
+META = {
+    "fingerprint": "feedc0ffee12",
+    "arch": "coupling",
+    "hidden": 8,
+    "epochs": 1,
+    "epochs_planned": 1,
+    "val_bpd": 4.987,
+    "path": "results/checkpoints/builtin-smoke-coupling.pt",
+}
+
+
+def run(flow, results, **kw):
+    args = dict(preset=PRESET, dataset="builtin", device="cpu", progress=False, threads=1)
+    args.update(kw)
+    return runner.run_table1(flow, META, results_dir=results, command="bench run --test", **args)
+
+
+@pytest.fixture(scope="module")
+def stored(flow, tmp_path_factory):
+    """glowip (grid with a 0 weight) and bm3d (no weight, denoising only) on two tasks."""
+    res = run(
+        flow,
+        tmp_path_factory.mktemp("results"),
+        methods="glowip,bm3d",
+        tasks="denoising,colorization",
+    )
+    out = tmp_path_factory.mktemp("reports")
+    path = report.write_table1(res.run_dir, out, command="bench report --test")
+    return res, out, path.read_text()
+
+
+def test_table1_header_states_data_preset_model_command_date_device(stored):
+    res, out, md = stored
+    man = runner.read_manifest(res.run_dir)
+    test = man["test_images"]
+    assert md.startswith("# Table 1: image restoration on builtin (preset `smoke`)")
+    assert test["label"] in md and "NOT CelebA" in md
+    assert f"{test['count']} images, files {test['first']} … {test['last']}" in md
+    assert man["select_images"]["first"] in md
+    assert "`smoke` (width 16" in md and "3 iterations" in md
+    assert "coupling flow, width 8" in md and f"{flow_params():,} parameters" in md
+    assert "fingerprint `feedc0ffee12`" in md and "4.987 bits/dim" in md
+    assert "- **Run command**: `bench run --test`" in md
+    assert "- **Report command**: `bench report --test`" in md
+    assert "- **Report written**: 20" in md
+    assert "- **Device**: cpu (" in md
+
+
+def flow_params() -> int:
+    return build_flow("coupling", hidden=8).num_params()
+
+
+def test_table1_numbers_match_the_stored_rows(stored):
+    res, _, md = stored
+    rows = runner.read_cells(res.run_dir)
+    summary = report.summary_frame(res.run_dir)
+    for rec in summary[summary.status == "ok"].itertuples():
+        cell = rows[(rows.stage == "test") & (rows.method == rec.method) & (rows.task == rec.task)]
+        assert rec.n == PRESET.test_images == len(cell)
+        mean, half = metrics.mean_ci(cell.psnr.to_numpy())
+        assert rec.psnr == pytest.approx(mean) and rec.psnr_ci == pytest.approx(half)
+        assert rec.ssim == pytest.approx(cell.ssim.mean())
+        assert rec.paper_psnr == pytest.approx(metrics.paper_psnr(cell.mse5.to_numpy()))
+        assert f"{mean:.2f} ± {half:.2f} / " in md
+        pub_psnr, pub_ssim = config.PUBLISHED_TABLE1[rec.method][rec.task]
+        assert (
+            f"{rec.paper_psnr:.2f} / {rec.ssim:.3f} (paper: {pub_psnr:.2f} / {pub_ssim:.3f})" in md
+        )
+
+
+def test_table1_lists_weights_skips_and_grid(stored):
+    res, _, md = stored
+    w = res.selection[("glowip", "denoising")]
+    assert f"γ = {report.format_weight(w)} (valid grid)" in md
+    assert "| BM3D | no weight (no weight) | n/a |" in md
+    assert "BM3D on colorization: skipped — " in md
+    assert "## Grid search" in md and "| GlowIP (γ) |" in md
+    assert "| method | 0 | 0.1 |" in md  # the grid's columns, 0 included
+    assert "**" in md.split("## Grid search")[1]  # the selected weight in bold
+
+
+def test_pngs_are_written(stored):
+    import matplotlib.image as mpimg
+
+    _, out, md = stored
+    for name in ("grid_search.png", "fig3_denoising.png", "fig6_colorization.png"):
+        img = mpimg.imread(out / name)
+        assert img.ndim == 3 and img.shape[0] > 50 and img.shape[1] > 50, name
+        assert f"]({name})" in md
+    assert not (out / "fig4_deblurring.png").exists()  # deblurring was not run
+
+
+def test_rebuilding_gives_the_same_report(stored, tmp_path):
+    res, _, md = stored
+    again = report.write_table1(res.run_dir, tmp_path, command="bench report --test").read_text()
+
+    def strip(text):
+        return [line for line in text.splitlines() if "Report written" not in line]
+
+    assert strip(again) == strip(md)
+
+
+def test_paper_convention_pools_batches_of_32():
+    rng = np.random.default_rng(0)
+    mse = rng.uniform(0.5, 3.0, size=40)
+    value, batches = report.paper_convention_psnr(mse)
+    assert batches == 2
+    expect = (metrics.paper_psnr(mse[:32]) + metrics.paper_psnr(mse[32:])) / 2
+    assert value == pytest.approx(expect)
+    assert math.isnan(report.paper_convention_psnr([1.0, np.nan])[0])
+
+
+def test_select_on_test_reports_the_best_test_weight(flow, tmp_path):
+    res = run(flow, tmp_path, methods="glowip", tasks="inpainting", select_on="test")
+    rows = runner.read_cells(res.run_dir)
+    assert set(rows.stage) == {"test"} and len(rows) == 2 * PRESET.test_images
+    best = rows.groupby("weight").psnr.mean().idxmax()
+    assert res.selection[("glowip", "inpainting")] == best
+    md = report.write_table1(res.run_dir, tmp_path / "reports").read_text()
+    assert "(test grid)" in md and "grid search directly on the test images" in md
+
+
+def test_paper_weights_report(flow, tmp_path):
+    res = run(flow, tmp_path, methods="glowip", tasks="deblurring", weights="paper")
+    md = report.write_table1(res.run_dir, tmp_path / "reports").read_text()
+    assert "γ = 0 (paper)" in md and "No grid search in this run." in md
+    assert (tmp_path / "reports" / "grid_search.png").is_file()
+
+
+def test_incomplete_run_shows_missing_cells(stored, tmp_path):
+    import shutil
+
+    res, _, _ = stored
+    copy = tmp_path / "runs" / res.run_id
+    shutil.copytree(res.run_dir, copy)
+    for path in copy.glob("cells/test/bm3d__denoising.*"):
+        path.unlink()
+    summary = report.summary_frame(copy)
+    rec = summary[(summary.method == "bm3d") & (summary.task == "denoising")].iloc[0]
+    assert rec.status == "not run"
+    md = report.write_table1(copy, tmp_path / "reports").read_text()
+    assert "BM3D on denoising: not run yet" in md
+
+
+def test_find_run(stored, tmp_path):
+    res, _, _ = stored
+    results = res.run_dir.parent.parent
+    assert runner.find_run(results) == res.run_dir
+    assert runner.find_run(results, res.run_id[:18]) == res.run_dir
+    with pytest.raises(BenchError, match="matches no run"):
+        runner.find_run(results, "celeba-paper")
+    with pytest.raises(BenchError, match="no Table 1 runs"):
+        runner.find_run(tmp_path)
+
+
+def test_bench_report_command(stored, tmp_path):
+    from bench.cli import main
+
+    res, _, _ = stored
+    results = str(res.run_dir.parent.parent)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["report", "--results", results, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "| GlowIP |" in result.output and (out / "table1.md").is_file()
+    bad = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "none")])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: no Table 1 runs")
+    assert len(bad.stderr.strip().splitlines()) == 1
