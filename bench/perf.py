@@ -32,7 +32,7 @@ import os
 import platform
 import resource
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from time import perf_counter
@@ -111,7 +111,8 @@ def cpu_description() -> dict:
                 name = line.split(":", 1)[1].strip()
             elif line.startswith("flags") and not flags:
                 flags = set(line.split(":", 1)[1].split())
-    ext = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile") if f in flags]
+    wanted = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+    ext = [f for f in wanted if f in flags]
     return {"cpu": name, "cpus": os.cpu_count(), "cpu_ext": " ".join(ext) or "unknown"}
 
 
@@ -145,6 +146,15 @@ def _vm_hwm() -> int | None:
     return None
 
 
+def _release_free_memory() -> None:
+    """Hand memory that malloc keeps for reuse (see `bench.solve.keep_freed_memory`) back to
+    the kernel, so that a peak measured next is that of the next block alone."""
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 class PeakMemory:
     """Peak memory of a block, in bytes (`.peak`). CPU: the resident-set high-water mark of the
     process, reset on entry through /proc/self/clear_refs (Linux); where that is impossible, the
@@ -160,6 +170,7 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
             return self
+        _release_free_memory()
         try:
             Path("/proc/self/clear_refs").write_text("5")
         except OSError:
@@ -340,7 +351,13 @@ def solver_iteration_flops(flow, batch: int, device) -> float:
 
 
 def measure_solver(
-    flow, batch: int, reps: int, warmup: int, device, mm_gflops: float, autocast=None,
+    flow,
+    batch: int,
+    reps: int,
+    warmup: int,
+    device,
+    mm_gflops: float,
+    autocast=None,
     mode: str = "fp32",
 ) -> dict:
     """ms per iteration of the paper's solver: `solve_latent` runs warmup + reps Adam steps and
@@ -361,8 +378,9 @@ def measure_solver(
         solve_latent(flow, objective, z0, warmup + reps, method.lr, method.betas, hook, **kwargs)
     times = np.diff([t0, *stamps])[warmup:] * 1e3
     flops = solver_iteration_flops(flow, batch, device)
-    return _row("solver", flow.arch, batch, times, flops, mm_gflops, mode=mode,
-                peak_mem_gib=mem.peak / GIB)
+    return _row(
+        "solver", flow.arch, batch, times, flops, mm_gflops, mode=mode, peak_mem_gib=mem.peak / GIB
+    )
 
 
 def measure_generation(flow, batch: int, reps: int, warmup: int, device, mm_gflops) -> dict:
@@ -378,16 +396,29 @@ def measure_generation(flow, batch: int, reps: int, warmup: int, device, mm_gflo
             times = _timed(lambda: flow.inverse(z), reps, warmup, device)
         flops = batch_flops(make, batch)
     mode = "fp32" if flow.arch == "coupling" else "fp32, 1x1 inverses cached"
-    return _row("generation", flow.arch, batch, times, flops, mm_gflops, mode=mode,
-                peak_mem_gib=mem.peak / GIB)
+    return _row(
+        "generation",
+        flow.arch,
+        batch,
+        times,
+        flops,
+        mm_gflops,
+        mode=mode,
+        peak_mem_gib=mem.peak / GIB,
+    )
 
 
-def measure_training(flow, batch: int, reps: int, warmup: int, device, mm_gflops) -> dict:
+def measure_training(
+    flow, batch: int, reps: int, warmup: int, device, mm_gflops, fused: bool = False
+) -> dict:
     """One training step as `bench.train` takes it: mean NLL of a batch, backward, Adam
-    (lr 1e-4, betas (0.5, 0.999)), on a trainable copy of `flow`."""
+    (lr 1e-4, betas (0.5, 0.999)), on a trainable copy of `flow`. `fused`: torch's fused Adam
+    kernel instead of the default per-parameter one (not what `bench train` uses)."""
     net = copy.deepcopy(flow).train()
     net.requires_grad_(True)
-    opt = torch.optim.Adam(net.parameters(), lr=config.TRAIN_LR, betas=config.TRAIN_BETAS)
+    opt = torch.optim.Adam(
+        net.parameters(), lr=config.TRAIN_LR, betas=config.TRAIN_BETAS, fused=fused or None
+    )
     g = torch.Generator().manual_seed(3)
     x = (torch.rand(batch, *net.input_shape, generator=g) * 2 - 1).to(device)
 
@@ -409,8 +440,17 @@ def measure_training(flow, batch: int, reps: int, warmup: int, device, mm_gflops
     with PeakMemory(device) as mem:
         times = _timed(step, reps, warmup, device)
     flops = batch_flops(make, batch)
-    del net, opt
-    return _row("training", flow.arch, batch, times, flops, mm_gflops, peak_mem_gib=mem.peak / GIB)
+    mode = "fp32, fused Adam" if fused else "fp32"
+    return _row(
+        "training",
+        flow.arch,
+        batch,
+        times,
+        flops,
+        mm_gflops,
+        mode=mode,
+        peak_mem_gib=mem.peak / GIB,
+    )
 
 
 def bf16_accuracy(flow, images: int, iters: int, device) -> dict:
@@ -500,29 +540,52 @@ def run_perf(
         if bf16:
             b = preset.batches[0]
             log(f"solver iteration, batch {b}, bf16 autocast ...")
-            rows.append(measure_solver(coupling, b, preset.reps, preset.warmup, device, mm_rate,
-                                       autocast=torch.bfloat16, mode="bf16 autocast"))
+            rows.append(
+                measure_solver(
+                    coupling,
+                    b,
+                    preset.reps,
+                    preset.warmup,
+                    device,
+                    mm_rate,
+                    autocast=torch.bfloat16,
+                    mode="bf16 autocast",
+                )
+            )
             log(f"bf16 accuracy: {preset.bf16_images} images, {preset.bf16_iters} iterations ...")
             rows.append(bf16_accuracy(coupling, preset.bf16_images, preset.bf16_iters, device))
         glow = perf_flow("glow", preset.width, device)
         for flow in (coupling, glow):
             for b in preset.batches:
                 log(f"generation, {flow.arch}, batch {b} ...")
-                rows.append(measure_generation(flow, b, preset.reps, preset.warmup, device,
-                                               mm_rate))
-                log(f"  {rows[-1]['ms_per_image']:.3f} ms/image, "
-                    f"{rows[-1]['pct_matmul']:.0f}% of mm")
+                rows.append(
+                    measure_generation(flow, b, preset.reps, preset.warmup, device, mm_rate)
+                )
+                log(
+                    f"  {rows[-1]['ms_per_image']:.3f} ms/image, "
+                    f"{rows[-1]['pct_matmul']:.0f}% of mm"
+                )
         del glow
-        log(f"training step, batch {preset.train_batch} ...")
-        rows.append(measure_training(coupling, preset.train_batch, preset.reps, preset.warmup,
-                                     device, mm_rate))
-        log(f"  {rows[-1]['images_per_s']:.1f} images/s, {rows[-1]['pct_matmul']:.0f}% of mm")
+        for fused in (False, True):
+            log(f"training step, batch {preset.train_batch}{', fused Adam' if fused else ''} ...")
+            rows.append(
+                measure_training(
+                    coupling,
+                    preset.train_batch,
+                    preset.reps,
+                    preset.warmup,
+                    device,
+                    mm_rate,
+                    fused=fused,
+                )
+            )
+            log(f"  {rows[-1]['images_per_s']:.1f} images/s, {rows[-1]['pct_matmul']:.0f}% of mm")
     an = analytic_flops(coupling)
     for r in rows:
         r["width"] = preset.width
         target = TARGET_PCT.get(r["figure"])
         tb = TARGET_BATCH.get(r["figure"])
-        if target is not None and r["mode"].startswith("fp32") and (tb is None or tb == r["batch"]):
+        if target is not None and r["mode"] == "fp32" and (tb is None or tb == r["batch"]):
             r["target_pct"] = target
             r["meets_target"] = bool(r["pct_matmul"] >= target)
         if r["figure"] in an and r["arch"] == "coupling":
@@ -565,11 +628,11 @@ def perf_markdown(result: PerfResult, command: str = "bench perf") -> str:
         f"- command: `{command}`",
         f"- date: {info['date']}; preset: {info['preset']}; path: {info['path']}",
         f"- machine: {info['cpu']} ({info['cpus']} CPUs; extensions: {info['cpu_ext']}; torch "
-        f"CPU capability {info['cpu_capability']})" + (f"; GPU {info['gpu']}" if "gpu" in info
-                                                       else ""),
+        f"CPU capability {info['cpu_capability']})"
+        + (f"; GPU {info['gpu']}" if "gpu" in info else ""),
         f"- device: {info['device']}; threads: {info['threads']} intra-op, "
-        f"{info['interop_threads']} inter-op" + (f" ({info['threads_note']})"
-                                                 if info.get("threads_note") else ""),
+        f"{info['interop_threads']} inter-op"
+        + (f" ({info['threads_note']})" if info.get("threads_note") else ""),
         f"- torch {info['torch']}, Python {info['python']}, oneDNN available: {info['mkldnn']}",
         f"- load average (1/5/15 min): {_load(info['load_start'])} at start, "
         f"{_load(info['load_end'])} at end",
@@ -588,17 +651,22 @@ def perf_markdown(result: PerfResult, command: str = "bench perf") -> str:
         if r["figure"] in ("matmul", "bf16_accuracy"):
             continue
         target = "—"
-        if "target_pct" in r and not (isinstance(r.get("target_pct"), float)
-                                      and math.isnan(r["target_pct"])):
+        if "target_pct" in r and not (
+            isinstance(r.get("target_pct"), float) and math.isnan(r["target_pct"])
+        ):
             target = f"≥ {r['target_pct']:.0f}%: {'met' if r['meets_target'] else 'NOT met'}"
         lines.append(
-            f"| {r['figure']} | {r['arch']} | {r['mode']} | {r['batch']} | {_fmt(r['median_ms'], 2)} "
+            f"| {r['figure']} | {r['arch']} | {r['mode']} | {r['batch']} "
+            f"| {_fmt(r['median_ms'], 2)} "
             f"| {_fmt(r['ms_per_image'], 3)} | {_fmt(r['images_per_s'], 1)} "
             f"| {_fmt(r['gflop_per_image'], 3)} | {_fmt(r['gflop_s'], 1)} "
             f"| {_fmt(r['pct_matmul'], 0)}% | {target} | {_fmt(r.get('peak_mem_gib'), 2)} |"
         )
-    mem = [r for r in rows if r["figure"] == "solver" and r["batch"] == MEMORY_BATCH
-           and r["mode"] == "fp32"]
+    mem = [
+        r
+        for r in rows
+        if r["figure"] == "solver" and r["batch"] == MEMORY_BATCH and r["mode"] == "fp32"
+    ]
     lines.append("")
     if mem:
         m = mem[0]["peak_mem_gib"]
@@ -634,8 +702,9 @@ def perf_markdown(result: PerfResult, command: str = "bench perf") -> str:
     return "\n".join(lines)
 
 
-def write_perf(result: PerfResult, out_dir="reports", results_dir="results",
-               command: str = "bench perf") -> tuple[Path, Path]:
+def write_perf(
+    result: PerfResult, out_dir="reports", results_dir="results", command: str = "bench perf"
+) -> tuple[Path, Path]:
     """results/perf.csv (one row per figure, machine columns repeated) and reports/perf.md."""
     import pandas as pd
 
@@ -662,7 +731,6 @@ __all__ = [
     "PerfResult",
     "PeakMemory",
     "analytic_flops",
-    "asdict",
     "batch_flops",
     "configure_threads",
     "conv2d_flops",

@@ -302,6 +302,8 @@ def weights_table(summary, methods: list[str], tasks: list[str], labels: dict) -
                 row.append("not run")
             elif rec.status == "failed" and not rec.cell:
                 row.append(f"none ({rec.reason})")
+            elif not rec.weight_name:
+                row.append("no weight")
             else:
                 w = None if math.isnan(rec.weight) else rec.weight
                 row.append(f"{_weight_text(rec.weight_name, w)} ({rec.source})")
@@ -344,8 +346,9 @@ def _images_line(info: dict | None) -> str:
     if not info:
         return "none"
     span = f"{info['first']} … {info['last']}" if info.get("first") else "no files"
+    files = "" if span in info["label"] else f", files {span}"
     extra = f"; {len(info['skipped'])} unreadable skipped" if info.get("skipped") else ""
-    return f"{info['label']} — {info['count']} images, files {span}{extra}"
+    return f"{info['label']} — {info['count']} images{files}{extra}"
 
 
 def _model_line(model: dict) -> str:
@@ -674,6 +677,9 @@ def write_table1(
         name = figure_file(t)
         if write_figure(data, t, out / name) is not None:
             figures[t] = name
+    for t in FIGURES:  # a figure left by an earlier run of other tasks would be mistaken
+        if t not in figures:
+            (out / figure_file(t)).unlink(missing_ok=True)
     path = out / TABLE1_FILE
     atomic_write_text(path, render_table1(data, command, figures, GRID_FILE))
     return path

@@ -62,7 +62,8 @@ RUNS_DIR = "runs"
 CELLS_DIR = "cells"
 INPUTS_DIR = "inputs"
 MANIFEST = "run.json"
-ESTIMATE_ITERS = 2  # solver iterations timed for the run-time estimate
+ESTIMATE_ITERS = 2  # solver iterations timed for the run-time estimate (the faster counts)
+ESTIMATE_WARMUP = 2  # untimed iterations first (allocator, thread pools)
 # relative cost of one iteration compared with a plain G(z) solve (MAP pushes G(z) back
 # through the flow: two passes); methods without a flow cost ~nothing next to the solves
 ESTIMATE_PASSES = {"map": 2.0}  # by method-name prefix (map, map-all, map-released)
@@ -357,7 +358,7 @@ def time_solver_iteration(
         return (x - y).abs().flatten(1).sum(1)
 
     z0 = (0.1 * torch.randn(batch, flow.dim, generator=g)).to(device)
-    solve_latent(flow, objective, z0, iters=1, lr=config.SOLVER_LR)  # warm-up
+    solve_latent(flow, objective, z0, iters=ESTIMATE_WARMUP, lr=config.SOLVER_LR)
     stamps = [time.perf_counter()]
 
     def tick(_t: int) -> None:
@@ -581,7 +582,8 @@ def cell_mean_psnr(rows) -> float:
     if len(rows) == 0 or rows["diverged"].astype(bool).any():
         return math.nan
     values = rows["psnr"].astype(float)
-    return float(values.mean()) if np.isfinite(values).all() else math.nan
+    # +inf (a perfect restoration) is a valid, best possible value; NaN is not
+    return math.nan if values.isna().any() else float(values.mean())
 
 
 def select_weights(rows, plan: Plan) -> dict[tuple[str, str], float | None]:
@@ -667,7 +669,8 @@ def compute_cell(
     """Measure, restore and score every image of one cell; returns {'rows', 'restored'}.
 
     A diverging solve (NaN or inf in the loss or the image) gives rows with diverged=True and
-    NaN metrics; it never raises."""
+    NaN metrics; it does not raise because of it (other errors propagate: a bug is not a
+    failed cell)."""
     import torch
 
     from bench import data, metrics

@@ -9,10 +9,17 @@ gradient, which Adam ignores up to its epsilon).
 Divergence is handled per image: an image whose loss or G(z) becomes non-finite is flagged,
 stops receiving gradient, and keeps its last finite iterate; the others carry on. A solve never
 raises because of a diverged image.
+
+Speed: on a CPU, the first solve of a process asks glibc's malloc to keep freed memory for reuse
+(`keep_freed_memory`): every iteration frees and reallocates the same large activation buffers,
+and by default glibc hands blocks that large back to the kernel, so each iteration paid tens of
+thousands of page faults. Set BENCH_MALLOC_TUNING=0 to leave malloc alone.
 """
 
 from __future__ import annotations
 
+import os
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,6 +31,31 @@ from bench import config
 
 # objective(z, x = G(z), logdet_G = log|det dG/dz|) -> per-image loss (B,)
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
+_MALLOC_STATE: bool | None = None
+
+
+def keep_freed_memory() -> bool:
+    """Make glibc's malloc serve every allocation from its heap and never trim it, so freed
+    tensor buffers are reused instead of returned to the kernel and faulted in again (zeroed)
+    at the next allocation. Process-wide and once per process; the peak memory is unchanged
+    (the resident set stays at its peak instead of shrinking between iterations). A no-op
+    elsewhere than Linux/glibc or with BENCH_MALLOC_TUNING=0. Returns whether it is in effect."""
+    global _MALLOC_STATE
+    if _MALLOC_STATE is None:
+        _MALLOC_STATE = False
+        if sys.platform.startswith("linux") and os.environ.get("BENCH_MALLOC_TUNING") != "0":
+            try:
+                import ctypes
+
+                libc = ctypes.CDLL("libc.so.6")
+                _MALLOC_STATE = bool(
+                    libc.mallopt(_M_MMAP_MAX, 0) and libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)
+                )
+            except (OSError, AttributeError):
+                pass
+    return _MALLOC_STATE
 
 
 @dataclass
@@ -105,6 +137,8 @@ def solve_latent(
         raise ValueError(f"z0 must have shape (B, D), got {tuple(z0.shape)}")
     if iters < 0:
         raise ValueError(f"iters must be >= 0, got {iters}")
+    if z0.device.type == "cpu":
+        keep_freed_memory()
     was_training = flow.training
     flags = [(p, p.requires_grad) for p in flow.parameters()]
     flow.eval()

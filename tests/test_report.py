@@ -55,11 +55,11 @@ def run(flow, results, **kw):
 
 @pytest.fixture(scope="module")
 def stored(flow, tmp_path_factory):
-    """glowip (grid with a 0 weight) and bm3d (no weight, denoising only) on two tasks."""
+    """glowip (grid with a 0 weight) and map (one β, denoising only) on two tasks."""
     res = run(
         flow,
         tmp_path_factory.mktemp("results"),
-        methods="glowip,bm3d",
+        methods="glowip,map",
         tasks="denoising,colorization",
     )
     out = tmp_path_factory.mktemp("reports")
@@ -74,6 +74,7 @@ def test_table1_header_states_data_preset_model_command_date_device(stored):
     assert md.startswith("# Table 1: image restoration on builtin (preset `smoke`)")
     assert test["label"] in md and "NOT CelebA" in md
     assert f"{test['count']} images, files {test['first']} … {test['last']}" in md
+    assert md.count(f"{test['first']} … {test['last']}") == 1
     assert man["select_images"]["first"] in md
     assert "`smoke` (width 16" in md and "3 iterations" in md
     assert "coupling flow, width 8" in md and f"{flow_params():,} parameters" in md
@@ -110,8 +111,8 @@ def test_table1_lists_weights_skips_and_grid(stored):
     res, _, md = stored
     w = res.selection[("glowip", "denoising")]
     assert f"γ = {report.format_weight(w)} (valid grid)" in md
-    assert "| BM3D | no weight (no weight) | n/a |" in md
-    assert "BM3D on colorization: skipped — " in md
+    assert "| MAP | β = 0.5 (only value) | n/a |" in md
+    assert "MAP on colorization: skipped — " in md
     assert "## Grid search" in md and "| GlowIP (γ) |" in md
     assert "| method | 0 | 0.1 |" in md  # the grid's columns, 0 included
     assert "**" in md.split("## Grid search")[1]  # the selected weight in bold
@@ -171,13 +172,13 @@ def test_incomplete_run_shows_missing_cells(stored, tmp_path):
     res, _, _ = stored
     copy = tmp_path / "runs" / res.run_id
     shutil.copytree(res.run_dir, copy)
-    for path in copy.glob("cells/test/bm3d__denoising.*"):
+    for path in copy.glob("cells/test/map*__denoising.*"):
         path.unlink()
     summary = report.summary_frame(copy)
-    rec = summary[(summary.method == "bm3d") & (summary.task == "denoising")].iloc[0]
+    rec = summary[(summary.method == "map") & (summary.task == "denoising")].iloc[0]
     assert rec.status == "not run"
     md = report.write_table1(copy, tmp_path / "reports").read_text()
-    assert "BM3D on denoising: not run yet" in md
+    assert "MAP on denoising: not run yet" in md
 
 
 def test_find_run(stored, tmp_path):

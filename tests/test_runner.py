@@ -292,7 +292,7 @@ def test_joblib_workers_match_in_process(flow, tmp_path):
 
 def test_dask_backend_on_a_loopback_cluster(flow, tmp_path):
     distributed = pytest.importorskip("distributed")
-    kw = dict(methods="ours,bm3d", tasks="denoising", weights="paper")
+    kw = dict(methods="ours", tasks="denoising,inpainting", weights="paper")
     serial = run(flow, tmp_path / "serial", **kw)
     with distributed.LocalCluster(
         n_workers=1,
@@ -405,7 +405,7 @@ def test_cli_run_then_report(flow, tmp_path, monkeypatch):
     meta = {"fingerprint": "tiny-cli-flow", "arch": "coupling", "hidden": 8, "epochs": 0}
     monkeypatch.setattr(train, "ensure_flow", lambda *a, **k: (flow, meta))
     results, out = tmp_path / "results", tmp_path / "reports"
-    args = ["run", "--table", "1", "--preset", "smoke", "--methods", "ours,bm3d"]
+    args = ["run", "--table", "1", "--preset", "smoke", "--methods", "ours,map"]
     args += ["--tasks", "denoising", "--device", "cpu", "--threads", "1", "--no-progress"]
     args += ["--results", str(results), "--out", str(out)]
     first = invoke(args)

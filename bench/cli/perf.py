@@ -18,7 +18,9 @@ def _batches(text: str | None) -> tuple[int, ...] | None:
     try:
         out = tuple(int(t) for t in text.replace(" ", "").split(",") if t)
     except ValueError:
-        raise BenchError(f"--batches takes comma-separated sizes like 32,192, not {text!r}") from None
+        raise BenchError(
+            f"--batches takes comma-separated sizes like 32,192, not {text!r}"
+        ) from None
     if not out or min(out) < 1:
         raise BenchError(f"--batches needs positive sizes, got {text!r}")
     return out
@@ -34,33 +36,84 @@ def _batches(text: str | None) -> tuple[int, ...] | None:
     help="default: width 512, batches 32,192; smoke: width 16, batches 4,8 (seconds)",
 )
 @click.option("--quick", is_flag=True, help="same as --preset smoke")
-@click.option("--width", type=click.IntRange(min=1), default=None,
-              help="hidden width of the coupling networks (overrides the preset)")
-@click.option("--batches", default=None,
-              help="solver and generation batch sizes, comma-separated (e.g. 32,192)")
-@click.option("--train-batch", type=click.IntRange(min=1), default=None,
-              help="training-step batch size (overrides the preset)")
-@click.option("--reps", type=click.IntRange(min=1), default=None,
-              help="timed repetitions per figure (median reported)")
-@click.option("--warmup", type=click.IntRange(min=0), default=None,
-              help="untimed repetitions before each figure")
-@click.option("--matmul-size", type=click.IntRange(min=16), default=None,
-              help="n of the n×n float32 matmul that sets the reference rate")
-@click.option("--threads", type=click.IntRange(min=1), default=None,
-              help="intra-op CPU threads (default: one per available CPU; inter-op: 1)")
-@click.option("--bf16", is_flag=True,
-              help="also time the solver under bfloat16 autocast and compare restored images "
-              "with float32 (opt-in; float32 stays the default everywhere)")
-@click.option("--reference", is_flag=True,
-              help="time the straightforward (unoptimised) flow code path instead")
-@click.option("--checkpoint", type=click.Path(dir_okay=False), default=None,
-              help="a trained coupling checkpoint (default: untrained weights, same cost)")
+@click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    default=None,
+    help="hidden width of the coupling networks (overrides the preset)",
+)
+@click.option(
+    "--batches",
+    default=None,
+    help="solver and generation batch sizes, comma-separated (e.g. 32,192)",
+)
+@click.option(
+    "--train-batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="training-step batch size (overrides the preset)",
+)
+@click.option(
+    "--reps",
+    type=click.IntRange(min=1),
+    default=None,
+    help="timed repetitions per figure (median reported)",
+)
+@click.option(
+    "--warmup",
+    type=click.IntRange(min=0),
+    default=None,
+    help="untimed repetitions before each figure",
+)
+@click.option(
+    "--matmul-size",
+    type=click.IntRange(min=16),
+    default=None,
+    help="n of the n×n float32 matmul that sets the reference rate",
+)
+@click.option(
+    "--threads",
+    type=click.IntRange(min=1),
+    default=None,
+    help="intra-op CPU threads (default: one per available CPU; inter-op: 1)",
+)
+@click.option(
+    "--bf16",
+    is_flag=True,
+    help="also time the solver under bfloat16 autocast and compare restored images "
+    "with float32 (opt-in; float32 stays the default everywhere)",
+)
+@click.option(
+    "--reference",
+    is_flag=True,
+    help="time the straightforward (unoptimised) flow code path instead",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="a trained coupling checkpoint (default: untrained weights, same cost)",
+)
 @click.option("--out", default="reports", show_default=True, help="reports folder (perf.md)")
-@click.option("--results", default="results", show_default=True,
-              help="results folder (perf.csv)")
+@click.option("--results", default="results", show_default=True, help="results folder (perf.csv)")
 @handle_errors
-def perf(device, preset, quick, width, batches, train_batch, reps, warmup, matmul_size,
-         threads, bf16, reference, checkpoint, out, results):
+def perf(
+    device,
+    preset,
+    quick,
+    width,
+    batches,
+    train_batch,
+    reps,
+    warmup,
+    matmul_size,
+    threads,
+    bf16,
+    reference,
+    checkpoint,
+    out,
+    results,
+):
     """Measure solver iterations, generation and training steps against the float32 matmul
     rate (median of repetitions after warm-up) and report peak memory."""
     from dataclasses import replace
@@ -78,7 +131,14 @@ def perf(device, preset, quick, width, batches, train_batch, reps, warmup, matmu
         "matmul_n": matmul_size,
     }
     p = replace(p, **{k: v for k, v in over.items() if v is not None})
-    result = run_perf(p, device=device, threads=threads, bf16=bf16, reference=reference,
-                      checkpoint=checkpoint, log=lambda m: click.echo(m, err=True))
+    result = run_perf(
+        p,
+        device=device,
+        threads=threads,
+        bf16=bf16,
+        reference=reference,
+        checkpoint=checkpoint,
+        log=lambda m: click.echo(m, err=True),
+    )
     csv, md = write_perf(result, out, results, command_line())
     click.echo(f"wrote {csv} and {md}")

@@ -163,8 +163,15 @@ class CouplingNet(nn.Module):
 
     # -- fast path ---------------------------------------------------------------------------
     def _params(self) -> tuple:
-        return (self.conv1.weight, self.conv1.bias, self.norm.loc, self.norm.logs,
-                self.conv2.weight, self.conv2.bias, self.log_scale)
+        return (
+            self.conv1.weight,
+            self.conv1.bias,
+            self.norm.loc,
+            self.norm.logs,
+            self.conv2.weight,
+            self.conv2.bias,
+            self.log_scale,
+        )
 
     def _apply(self, fn, *args, **kwargs):
         self._cache = None  # device/dtype moves invalidate the cached weights
@@ -216,8 +223,9 @@ class CouplingNet(nn.Module):
         """A convolution of the net with a `_layout` weight, then depth-to-space if the net
         has one: (B, C, H, W) -> (B, C', H', W')."""
         if not self._as_matrix():
-            return F.conv2d(x.contiguous(memory_format=torch.channels_last), w, b,
-                            padding=self.padding)
+            return F.conv2d(
+                x.contiguous(memory_format=torch.channels_last), w, b, padding=self.padding
+            )
         n, k = x.shape[0], self.kernel
         if k == x.shape[-1]:  # the kernel covers the map: one output position
             y = torch.addmm(b, x.reshape(n, -1), w.t())

@@ -1,0 +1,180 @@
+"""`bench perf` and the flows' fast path: the benchmark writes its files, the FLOP counter
+agrees with a hand count, and the optimised code restores the same images as the
+straightforward one on the same seed."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+import torch
+import torch.nn.functional as F
+from click.testing import CliRunner
+
+from bench import perf
+from bench.cli import main
+from bench.flows import AffineCoupling, build_flow
+from bench.flows.layers import fast_path_enabled, reference_path
+from bench.methods import get_method
+from bench.tasks import get_task
+
+# restored images of the two paths agree to this (model space [-1, 1); one 5-bit level is
+# 2/32 = 0.0625): float32 rounding differs (folded weights, GEMMs instead of convolutions)
+F32_ATOL = 1e-4
+F64_ATOL = 1e-10
+
+
+def small_flow(dtype=torch.float32, seed: int = 0):
+    """A narrow flow on the full 32×32 images (so every coupling-net variant runs: 3×3 padded,
+    4×4, 2×2, 1×1), ActNorm initialised, every parameter moved off its initialisation."""
+    torch.manual_seed(seed)
+    flow = build_flow("coupling", hidden=8).to(dtype)
+    g = torch.Generator().manual_seed(seed)
+    flow.initialize((torch.rand(8, 3, 32, 32, generator=g) * 2 - 1).to(dtype))
+    with torch.no_grad():
+        for p in flow.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=g).to(dtype))
+    return flow.eval()
+
+
+# ---- FLOP counting ----------------------------------------------------------------------------
+def test_flop_counter_matches_hand_count_on_a_tiny_conv():
+    x, w = torch.randn(2, 3, 5, 5), torch.randn(4, 3, 3, 3)
+    # 2 · B · Cout · Hout · Wout · Cin · kh · kw = 2 · 2 · 4 · 5 · 5 · 3 · 3 · 3
+    assert perf.conv2d_flops(2, 3, 4, 3, 5) == 10800
+    assert perf.count_flops(lambda: F.conv2d(x, w, padding=1)) == 10800
+    # unpadded: 3×3 output; the backward of a frozen conv counts the input gradient only
+    assert perf.count_flops(lambda: F.conv2d(x, w)) == perf.conv2d_flops(2, 3, 4, 3, 3)
+    xg = x.clone().requires_grad_(True)
+    n = perf.count_flops(lambda: F.conv2d(xg, w, padding=1).sum().backward())
+    assert n == 2 * 10800
+    assert perf.count_flops(lambda: torch.mm(torch.randn(3, 4), torch.randn(4, 5))) == 2 * 60
+
+
+def test_counted_flops_match_the_architecture():
+    flow = small_flow()
+    flow.requires_grad_(False)
+    an = perf.analytic_flops(flow)
+    gen = perf.batch_flops(lambda b: lambda: flow.inverse(torch.randn(b, flow.dim)), 3)
+    assert gen == 3 * an["generation"]
+    assert perf.solver_iteration_flops(flow, 3, "cpu") == 3 * an["solver"]
+    with reference_path():  # the straightforward convolutions count the same
+        assert perf.count_flops(lambda: flow.inverse(torch.randn(1, flow.dim))) == an["generation"]
+
+
+# ---- the fast path keeps the numerics ------------------------------------------------------
+@pytest.mark.parametrize("dtype,atol", [(torch.float64, F64_ATOL), (torch.float32, F32_ATOL)])
+def test_optimised_and_straightforward_solves_agree(dtype, atol):
+    """The paper's solver, whole batch, same seed: the same restored images."""
+    assert fast_path_enabled()
+    flow = small_flow(dtype)
+    task, method = get_task("deblurring"), get_method("ours")
+    g = torch.Generator().manual_seed(5)
+    y = task.A(torch.rand(3, 3, 32, 32, generator=g) * 2 - 1).to(dtype)
+    out = {}
+    for ref in (True, False):
+        with reference_path(ref):
+            out[ref] = method.restore(flow, task, y, 0.02, iters=15, seeds=[1, 2, 3], device="cpu")
+    assert fast_path_enabled()
+    assert out[True].x.abs().max() > 0.1
+    torch.testing.assert_close(out[False].x, out[True].x, atol=atol, rtol=0)
+    assert abs(out[False].loss - out[True].loss).max() <= 1e3 * atol * abs(out[True].loss).max()
+
+
+def test_optimised_generation_and_training_gradients_agree():
+    flow = small_flow(torch.float64)
+    z = torch.randn(4, flow.dim, dtype=torch.float64)
+    x = torch.rand(4, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    res = {}
+    for ref in (True, False):
+        with reference_path(ref):
+            with torch.inference_mode():
+                gen = flow.inverse(z)
+            flow.zero_grad(set_to_none=True)
+            nll = -flow.log_prob(x).mean()
+            nll.backward()
+            grads = [p.grad.clone() for p in flow.parameters()]
+            res[ref] = (*gen, nll.detach(), *grads)
+    for a, b in zip(res[False], res[True], strict=True):
+        torch.testing.assert_close(a, b, atol=1e-9, rtol=1e-9)
+
+
+def test_cached_weights_follow_parameter_updates_and_inference_mode():
+    layer = AffineCoupling(8, 6, 4).double()
+    x = torch.randn(2, 8, 4, 4, dtype=torch.float64)
+    layer(x)
+    layer.requires_grad_(False)
+    with torch.inference_mode():  # the cache is made here ...
+        layer.inverse(x)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.1)
+    xg = x.clone().requires_grad_(True)
+    z, ld = layer(xg)  # ... and refreshed (new values) for a pass that saves it for backward
+    (z.sum() + ld.sum()).backward()
+    with reference_path():
+        z_ref, ld_ref = layer(x)
+    torch.testing.assert_close(z.detach(), z_ref)
+    torch.testing.assert_close(ld, ld_ref)
+
+
+# ---- the benchmark ---------------------------------------------------------------------------
+TINY = perf.PerfPreset("tiny", 4, (2, 3), 2, 2, 1, 32, 2, 2)
+
+
+def test_perf_run_writes_csv_and_markdown(tmp_path):
+    res = perf.run_perf(TINY, device="cpu", threads=1, bf16=True, log=lambda m: None)
+    csv, md = perf.write_perf(res, tmp_path / "reports", tmp_path / "results", "bench perf -x")
+    df = pd.read_csv(csv)
+    figures = set(df["figure"])
+    assert {"matmul", "solver", "generation", "training", "bf16_accuracy"} <= figures
+    assert set(df.loc[df["figure"] == "generation", "arch"]) == {"coupling", "glow"}
+    assert sorted(df.loc[(df["figure"] == "solver") & (df["mode"] == "fp32"), "batch"]) == [2, 3]
+    timed = df[df["figure"].isin(["solver", "generation", "training"])]
+    assert (timed["median_ms"] > 0).all() and (timed["gflop_s"] > 0).all()
+    assert (timed["peak_mem_gib"] > 0).all()
+    c = timed[timed["arch"] == "coupling"]
+    assert (c["gflop_per_image"] - c["analytic_gflop_per_image"]).abs().max() < 1e-12
+    assert {"torch", "threads", "cpu"} <= set(df.columns)
+    text = md.read_text()
+    for words in (
+        "GFLOP/s",
+        "% of matmul",
+        "threads",
+        "torch",
+        "How FLOPs are counted",
+        "bench perf -x",
+        "bfloat16",
+    ):
+        assert words in text
+
+
+def test_perf_cli_quick(tmp_path):
+    args = [
+        "perf",
+        "--quick",
+        "--device",
+        "cpu",
+        "--width",
+        "4",
+        "--batches",
+        "2",
+        "--train-batch",
+        "2",
+        "--reps",
+        "1",
+        "--warmup",
+        "1",
+        "--matmul-size",
+        "32",
+        "--threads",
+        "1",
+        "--out",
+        str(tmp_path / "r"),
+        "--results",
+        str(tmp_path / "s"),
+    ]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "r" / "perf.md").is_file() and (tmp_path / "s" / "perf.csv").is_file()
+    bad = CliRunner().invoke(main, ["perf", "--batches", "a,b"])
+    assert bad.exit_code == 2 and "error:" in bad.output
