@@ -51,6 +51,7 @@ MEASUREMENTS: tuple[tuple[str, str], ...] = (
     *(("glow", m) for m in GLOW_MODES),
 )
 SECTIONS = ("generation", "solver")
+DEFAULT_ROUNDS = 5  # interleaved blocks per configuration (see run_timing_ablation)
 MODE_LABELS = {
     "": "—",
     "recompute": "inverse recomputed every call (paper)",
@@ -168,11 +169,9 @@ def inv_convs(flow: torch.nn.Module) -> list[InvConv1x1]:
 
 
 def set_glow_mode(flow: MultiScaleFlow, mode: str) -> MultiScaleFlow:
-    """Switch every 1×1 convolution of `flow` to `mode` (same matrices W) and freeze the flow
-    again (`set_mode` creates fresh parameters, which would require grad: a cached inverse is
-    only reused for a frozen weight when autograd is on)."""
-    for m in inv_convs(flow):
-        m.set_mode(mode)
+    """Switch every 1×1 convolution of `flow` to `mode` (same matrices W) and make sure the
+    flow is frozen (a cached inverse is only reused for a frozen weight when autograd is on)."""
+    flow.set_inv_mode(mode)
     flow.requires_grad_(False)
     return flow
 
@@ -269,9 +268,17 @@ def run_timing_ablation(
     checkpoint=None,
     progress: bool = True,
     seed: int = 0,
+    rounds: int = DEFAULT_ROUNDS,
 ) -> pd.DataFrame:
     """Time generation and one solver iteration for `coupling` and `glow` (three 1×1
     convolution modes) at the same width; one row per (section, arch, mode).
+
+    The four configurations are interleaved: the timed iterations are split into `rounds`
+    blocks, and each round times one block of every configuration (in an order rotated from
+    round to round), so that a machine whose load drifts during the run (a shared CPU, a GPU
+    warming up) biases no configuration against another. Each configuration gets `warmup`
+    untimed calls in its first round and one untimed call (cache rebuilt after the mode
+    switch, allocator warm) at the start of every later round.
 
     `checkpoint`: a path, or a list of at most one per architecture, of trained flows; the
     architecture without one is built untrained at the checkpoint's width (`width` None: from
@@ -294,7 +301,11 @@ def run_timing_ablation(
     if not inv_convs(glow):
         raise BenchError("the glow flow has no invertible 1x1 convolutions")
 
-    n_calls = (warmup + iters) * (len(MEASUREMENTS) * len(SECTIONS) + 1)
+    rounds = max(1, min(rounds, iters))
+    blocks = [len(b) for b in np.array_split(np.arange(iters), rounds)]
+    rewarm = min(warmup, 1)
+    per_config = warmup + iters + rewarm * (rounds - 1)
+    n_calls = per_config * len(MEASUREMENTS) * len(SECTIONS) + warmup + iters
     bar = tqdm(
         total=n_calls,
         desc="table 2",
@@ -319,6 +330,7 @@ def run_timing_ablation(
                 "batch": batch,
                 "iters": iters,
                 "warmup": warmup,
+                "rounds": rounds,
                 "mean_ms": float(times.mean()),
                 "std_ms": float(times.std(ddof=1)) if len(times) > 1 else 0.0,
                 "median_ms": float(np.median(times)),
@@ -342,15 +354,26 @@ def run_timing_ablation(
             for m in GLOW_MODES
         }
         for section in SECTIONS:
+            fn = time_generation if section == "generation" else time_solver_iteration
+            times = {m: [] for m in MEASUREMENTS}
+            for r, n in enumerate(blocks):
+                k = r % len(MEASUREMENTS)
+                for arch, mode in MEASUREMENTS[k:] + MEASUREMENTS[:k]:
+                    flow = flows[arch]
+                    if mode:
+                        set_glow_mode(flow, mode)
+                    bar.set_description(
+                        f"{section}: {arch}{f' ({mode})' if mode else ''} [round {r + 1}/{rounds}]"
+                    )
+                    warm = warmup if r == 0 else rewarm
+                    t = fn(flow, batch, n, warm, device, seed=seed + r, tick=bar.update)
+                    times[(arch, mode)].append(t)
             for arch, mode in MEASUREMENTS:
                 flow = flows[arch]
-                if mode:
-                    set_glow_mode(flow, mode)
-                bar.set_description(f"{section}: {arch}{f' ({mode})' if mode else ''}")
-                fn = time_generation if section == "generation" else time_solver_iteration
-                times = fn(flow, batch, iters, warmup, device, seed=seed, tick=bar.update)
                 extra = {}
                 if section == "generation":
+                    if mode:
+                        set_glow_mode(flow, mode)
                     extra["gflop"] = generation_gflop(flow, batch, device)
                     if mode:
                         extra["max_abs_dx"], extra["max_abs_dlogdet"] = agree[mode]
@@ -361,7 +384,7 @@ def run_timing_ablation(
                             published_std=pub["std"],
                             published_params=pub["params"],
                         )
-                record(section, arch, mode, times, **extra)
+                record(section, arch, mode, np.concatenate(times[(arch, mode)]), **extra)
         bar.set_description("1x1 inverses alone")
         set_glow_mode(glow, "recompute")
         record(
@@ -419,6 +442,7 @@ def timing_meta(
     preset: str | None = None,
     checkpoint=None,
     load_start: tuple | None = None,
+    rounds: int | None = None,
 ) -> dict:
     """Everything the report header states about where and how the times were taken."""
     dev = str(device)
@@ -451,6 +475,7 @@ def timing_meta(
         "width": width,
         "iters": iters,
         "warmup": warmup,
+        "rounds": rounds,
         "weights": weights,
         "command": command,
         "date": datetime.now().astimezone().isoformat(timespec="seconds"),
@@ -545,26 +570,41 @@ def reading(df: pd.DataFrame) -> str:
             f" With the inverses cached once the ratio is {cac['ratio']:.2f}×; with the "
             f"LU parameterisation it is {lu['ratio']:.2f}×."
         )
-        if gap > 0:
-            share = (rec["mean_ms"] - cac["mean_ms"]) / gap
-            s += f" Caching removes {100 * share:.0f}% of the glow–coupling gap of {gap:.2f} ms"
+        diff = rec["mean_ms"] - cac["mean_ms"]
+        if not _resolved(rec, cac):
             s += (
-                "."
-                if _resolved(rec, cac)
-                else (
-                    " (recompute and cached differ by less than two standard errors: "
-                    "not resolved by this run)."
-                )
+                f" Caching makes no difference this run resolves (recompute − cached = "
+                f"{diff:+.2f} ms, within two standard errors)."
+            )
+        elif diff > 0 and gap > 0:
+            share = diff / gap
+            s += f" Caching removes {100 * share:.0f}% of the glow–coupling gap of {gap:.2f} ms."
+        else:
+            s += f" Caching changes the time by {-diff:+.2f} ms."
+        if _resolved(lu, rec) or _resolved(lu, cac):
+            closer = (
+                "recompute"
+                if abs(lu["mean_ms"] - rec["mean_ms"]) < abs(lu["mean_ms"] - cac["mean_ms"])
+                else "cached"
+            )
+            s += (
+                " The LU mode forms W⁻¹ from its triangular factors at every call; its time is "
+                f"closer to the {closer} mode's."
             )
         out.append(s)
     inv = row("inverses", "glow", "recompute")
     if inv is not None:
         n = "the" if pd.isna(inv.get("n_convs", np.nan)) else int(inv["n_convs"])
-        out.append(
+        gap = rec["mean_ms"] - cpl["mean_ms"]
+        s = (
             f" Computing {n} inverses and log-determinants alone takes "
             f"{inv['mean_ms']:.3f} ms ({100 * inv['mean_ms'] / rec['mean_ms']:.1f}% of a "
-            f"glow generation)."
+            f"glow generation"
         )
+        if gap > 0:
+            share = inv["mean_ms"] / gap  # the direct measurement beats a difference of means
+            s += f", {100 * share:.0f}% of the glow–coupling gap"
+        out.append(s + ").")
     if not (pd.isna(rec["gflop"]) or pd.isna(cpl["gflop"])) and cpl["gflop"] > 0:
         fr = rec["gflop"] / cpl["gflop"]
         s = (
@@ -644,7 +684,8 @@ def format_table2(df: pd.DataFrame, meta: dict) -> str:
         f"- torch: {meta['torch']}",
         f"- preset: {meta.get('preset') or '—'}",
         f"- batch: {meta['batch']}; width: {meta['width']}; timed iterations: {meta['iters']}; "
-        f"warm-up: {meta['warmup']}",
+        f"warm-up: {meta['warmup']}"
+        + (f"; interleaved rounds: {meta['rounds']}" if meta.get("rounds") else ""),
         f"- weights: {meta['weights']}",
         f"- parameter counts: coupling {_fmt_params(params.get('coupling'))}, glow "
         f"{_fmt_params(params.get('glow'))}; {pnote}",
@@ -652,7 +693,8 @@ def format_table2(df: pd.DataFrame, meta: dict) -> str:
         f"- date: {meta['date']}",
         "",
         "Times are wall-clock milliseconds per call (time.perf_counter; CUDA synchronised), "
-        "mean ± std over the timed iterations after warm-up. Generation runs under "
+        "mean ± std over the timed iterations after warm-up; the configurations are timed in "
+        "interleaved rounds (a block of each per round, order rotated). Generation runs under "
         "torch.no_grad. The three glow rows are one flow whose 1×1 convolutions are switched "
         "between modes on the same matrices W. Published: GTX 750 Ti, 1500 iterations, 128 "
         "samples. GFLOP: convolutions and matrix products counted by torch.utils.flop_counter.",

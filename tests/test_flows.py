@@ -176,3 +176,15 @@ def test_gradients_flow_to_z_only_when_frozen():
     (x.sum() + ld.sum()).backward()
     assert z.grad is not None and torch.isfinite(z.grad).all()
     assert all(p.grad is None for p in flow.parameters())
+
+
+def test_set_inv_mode_keeps_frozen_flow_frozen_and_records_mode():
+    flow = build_flow("glow", hidden=4, steps=(1,), splits=(False,), size=4)
+    flow.requires_grad_(False)
+    flow.set_inv_mode("lu")
+    assert not any(p.requires_grad for p in flow.parameters())
+    assert flow.arch_config["inv_mode"] == "lu"
+    from bench.flows import flow_from_config
+
+    clone = flow_from_config(flow.arch_config)
+    clone.load_state_dict(flow.state_dict())  # rebuilds in the recorded mode

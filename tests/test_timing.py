@@ -103,6 +103,8 @@ def test_smoke_ablation_writes_table2(tmp_path, smoke_df):
     gen = df[df["section"] == "generation"]
     assert list(zip(gen["arch"], gen["mode"], strict=True)) == list(tm.MEASUREMENTS)
     assert set(df["section"]) == {"generation", "solver", "inverses"}
+    assert all(len(t) == 2 for t in df["times_ms"])  # every timed iteration kept, all rounds
+    assert (df.loc[df["section"] != "inverses", "rounds"] == 2).all()
     assert (df.loc[df["arch"] == "coupling", "ratio"] == 1.0).all()
     assert (gen["max_abs_dx"].dropna() < 1e-3).all()
     meta = tm.timing_meta("cpu", 4, 2, 2, 0, "bench ablation --timing --width 4", preset="smoke")

@@ -51,6 +51,13 @@ _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light 
     help="untimed calls before each measurement (overrides the preset)",
 )
 @click.option(
+    "--rounds",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="interleave the configurations in this many rounds (drifting load biases none)",
+)
+@click.option(
     "--threads",
     type=click.IntRange(min=1),
     default=None,
@@ -76,7 +83,19 @@ _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light 
 )
 @handle_errors
 def ablation(
-    timing, threads, preset, width, batch, iters, warmup, device, checkpoint, out, results, progress
+    timing,
+    threads,
+    rounds,
+    preset,
+    width,
+    batch,
+    iters,
+    warmup,
+    device,
+    checkpoint,
+    out,
+    results,
+    progress,
 ):
     """Table 2: time generation (z → x) and one solver iteration of the coupling and glow
     flows at the same width; glow with its 1×1 convolutions' inverse recomputed at every call
@@ -105,6 +124,7 @@ def ablation(
         dev,
         checkpoint=list(checkpoint) or None,
         progress=progress,
+        rounds=rounds,
     )
     meta = tm.timing_meta(
         dev,
@@ -116,6 +136,7 @@ def ablation(
         preset=preset,
         checkpoint=list(checkpoint) or None,
         load_start=load_start,
+        rounds=int(df["rounds"].iloc[0]),
     )
     text = tm.format_table2(df, meta)
     path = tm.write_table2(df, meta, out)

@@ -94,6 +94,13 @@ def _batches(text: str | None) -> tuple[int, ...] | None:
     default=None,
     help="a trained coupling checkpoint (default: untrained weights, same cost)",
 )
+@click.option(
+    "--wait-idle",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="wait up to this many seconds for other processes to leave the CPUs before measuring",
+)
 @click.option("--out", default="reports", show_default=True, help="reports folder (perf.md)")
 @click.option("--results", default="results", show_default=True, help="results folder (perf.csv)")
 @handle_errors
@@ -111,6 +118,7 @@ def perf(
     bf16,
     reference,
     checkpoint,
+    wait_idle,
     out,
     results,
 ):
@@ -138,6 +146,7 @@ def perf(
         bf16=bf16,
         reference=reference,
         checkpoint=checkpoint,
+        wait_idle=wait_idle,
         log=lambda m: click.echo(m, err=True),
     )
     csv, md = write_perf(result, out, results, command_line())

@@ -105,6 +105,15 @@ class MultiScaleFlow(FlowLayer):
         return h, logdet
 
     # -- helpers -----------------------------------------------------------------------------
+    def set_inv_mode(self, mode: str) -> MultiScaleFlow:
+        """Switch every invertible 1×1 convolution to `mode` (same matrices), and record it
+        in `arch_config` so that a checkpoint of the switched flow rebuilds in that mode."""
+        for m in self.modules():
+            if isinstance(m, InvConv1x1):
+                m.set_mode(mode)
+        self.arch_config["inv_mode"] = mode
+        return self
+
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
         """Data-dependent ActNorm initialisation from one batch in model space."""

@@ -15,7 +15,9 @@ kept as written) up to float rounding:
   as one matrix product (unfold + addmm): a single GEMM instead of a convolution that re-lays
   out its large weight at every call;
 - while the parameters need no gradient (solving, generation, evaluation) the folded weights
-  are computed once and cached until a parameter changes (version counters are watched);
+  are computed once and cached until a parameter changes (version counters are watched, as
+  for the cached 1×1-convolution inverse: in-place updates, optimiser steps and
+  `load_state_dict` are seen, writes through `.data` are not; `.to()` clears the cache);
   while training they are recomputed at every call, folding only where the weights are small.
 
 `reference_path()` switches the straightforward code back on (for tests and `bench perf
@@ -337,6 +339,7 @@ class InvConv1x1(FlowLayer):
         if mode not in INV_MODES:
             raise ValueError(f"unknown 1x1 convolution mode {mode!r}: choose {INV_MODES}")
         w = self.matrix().detach()
+        trainable = any(p.requires_grad for p in self.parameters())
         if mode == "lu" and self.mode != "lu":
             del self.weight
             p, l, u = torch.linalg.lu(w)
@@ -356,6 +359,7 @@ class InvConv1x1(FlowLayer):
             for name in ("perm", "sign_s", "il", "iu"):
                 delattr(self, name)
             self.weight = nn.Parameter(w)
+        self.requires_grad_(trainable)  # a frozen flow stays frozen
         self.mode = mode
         self._cache = None
         return self
