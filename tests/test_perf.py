@@ -4,6 +4,7 @@ straightforward one on the same seed."""
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -15,12 +16,17 @@ from bench.cli import main
 from bench.flows import AffineCoupling, build_flow
 from bench.flows.layers import fast_path_enabled, reference_path
 from bench.methods import get_method
+from bench.solve import solve_latent
 from bench.tasks import get_task
 
-# restored images of the two paths agree to this (model space [-1, 1); one 5-bit level is
-# 2/32 = 0.0625): float32 rounding differs (folded weights, GEMMs instead of convolutions)
-F32_ATOL = 1e-4
+# float64: the two paths compute the same function, so solves agree to rounding
 F64_ATOL = 1e-10
+# float32: the paper's solver (L1 data term, Adam) amplifies rounding differences: where
+# A G(z) ≈ y the L1 gradient flips sign, and Adam turns a sign flip into a full step. The
+# straightforward path disagrees with itself by as much when z0 is moved by 1e-7 (relative);
+# the optimised path must stay within ROUNDING_FACTOR times that, plus F32_ATOL
+ROUNDING_FACTOR = 3.0
+F32_ATOL = 1e-5
 
 
 def small_flow(dtype=torch.float32, seed: int = 0):
@@ -62,22 +68,51 @@ def test_counted_flops_match_the_architecture():
 
 
 # ---- the fast path keeps the numerics ------------------------------------------------------
-@pytest.mark.parametrize("dtype,atol", [(torch.float64, F64_ATOL), (torch.float32, F32_ATOL)])
-def test_optimised_and_straightforward_solves_agree(dtype, atol):
-    """The paper's solver, whole batch, same seed: the same restored images."""
+def _measurement(task, seed: int, dtype):
+    g = torch.Generator().manual_seed(seed)
+    return task.A(torch.rand(3, 3, 32, 32, generator=g) * 2 - 1).to(dtype)
+
+
+@pytest.mark.parametrize("task_name", ["deblurring", "denoising"])
+def test_optimised_and_straightforward_solves_agree_float64(task_name):
+    """The paper's solver, whole batch, same seed: the same restored images and losses."""
     assert fast_path_enabled()
-    flow = small_flow(dtype)
-    task, method = get_task("deblurring"), get_method("ours")
-    g = torch.Generator().manual_seed(5)
-    y = task.A(torch.rand(3, 3, 32, 32, generator=g) * 2 - 1).to(dtype)
+    flow = small_flow(torch.float64)
+    task, method = get_task(task_name), get_method("ours")
+    y = _measurement(task, 5, torch.float64)
     out = {}
     for ref in (True, False):
         with reference_path(ref):
             out[ref] = method.restore(flow, task, y, 0.02, iters=15, seeds=[1, 2, 3], device="cpu")
     assert fast_path_enabled()
     assert out[True].x.abs().max() > 0.1
-    torch.testing.assert_close(out[False].x, out[True].x, atol=atol, rtol=0)
-    assert abs(out[False].loss - out[True].loss).max() <= 1e3 * atol * abs(out[True].loss).max()
+    torch.testing.assert_close(out[False].x, out[True].x, atol=F64_ATOL, rtol=0)
+    np.testing.assert_allclose(out[False].loss, out[True].loss, rtol=1e-10)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_optimised_float32_solve_differs_only_by_rounding(seed):
+    flow = small_flow(torch.float32, seed)
+    task, method = get_task("deblurring"), get_method("ours")
+    y = _measurement(task, 5 + seed, torch.float32)
+    z0 = method.initial_latent([1, 2, 3], flow.dim)
+    objective = method.objective(flow, task, y, 0.02)
+
+    def solve(z):
+        return solve_latent(flow, objective, z, 40, method.lr, method.betas).x
+
+    with reference_path():
+        ref, nudged = solve(z0), solve(z0 * (1 + 1e-7))
+    fast = solve(z0)
+    noise = (nudged - ref).abs().mean()
+    assert (fast - ref).abs().mean() <= ROUNDING_FACTOR * noise + F32_ATOL
+    # one generative pass (no optimiser in the loop) agrees to float32 rounding
+    with torch.no_grad():
+        x_fast, ld_fast = flow.inverse(z0)
+        with reference_path():
+            x_ref, ld_ref = flow.inverse(z0)
+    torch.testing.assert_close(x_fast, x_ref, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ld_fast, ld_ref, atol=1e-3, rtol=1e-5)
 
 
 def test_optimised_generation_and_training_gradients_agree():

@@ -54,7 +54,7 @@ class MultiScaleFlow(FlowLayer):
         c, s = in_channels, size
         swap = False
         scales, self.latent_shapes = [], []
-        for k, split in zip(steps, splits):
+        for k, split in zip(steps, splits, strict=True):
             if s % 2:
                 raise ValueError(f"cannot squeeze a {s}x{s} map: use fewer levels")
             c, s = 4 * c, s // 2
@@ -80,7 +80,7 @@ class MultiScaleFlow(FlowLayer):
         logdet = x.new_zeros(x.shape[0])
         pieces = []
         h = x
-        for scale, split in zip(self.scales, self.splits):
+        for scale, split in zip(self.scales, self.splits, strict=True):
             h, ld = scale(h)
             logdet = logdet + ld
             if split:
@@ -96,7 +96,7 @@ class MultiScaleFlow(FlowLayer):
         h = pieces.pop().view(b, *self.latent_shapes[-1])
         logdet = z.new_zeros(b)
         shapes = self.latent_shapes[:-1]
-        for scale, split in zip(reversed(self.scales), reversed(self.splits)):
+        for scale, split in zip(reversed(self.scales), reversed(self.splits), strict=True):
             if split:
                 zi = pieces.pop().view(b, *shapes.pop())
                 h = torch.cat([zi, h], dim=1)

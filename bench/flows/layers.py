@@ -27,7 +27,6 @@ kept as written) up to float rounding:
 from __future__ import annotations
 
 import contextlib
-import math
 
 import torch
 import torch.nn.functional as F
@@ -234,9 +233,12 @@ class CouplingNet(nn.Module):
             if self.mult == 4:  # depth-to-space of a 1×1 map is a reshape
                 return y.view(n, -1, 2, 2)
             return y.view(n, -1, 1, 1)
-        cols = F.unfold(x, k)  # (B, C·k·k, L), L output positions
-        side = math.isqrt(cols.shape[-1])
-        y = torch.addmm(b, cols.transpose(1, 2).reshape(-1, cols.shape[1]), w.t())
+        # im2col by slicing (as F.unfold, whose backward is slower at these sizes): rows are
+        # (image, i, j) output positions, columns (channel, kh, kw) as in the weight
+        side = x.shape[-1] - k + 1
+        win = [x[:, :, i : i + k, j : j + k] for i in range(side) for j in range(side)]
+        cols = torch.stack(win, 1).reshape(n * side * side, -1)
+        y = torch.addmm(b, cols, w.t())
         if self.mult == 4:  # (B, i, j, c, a, b) -> (B, c, 2i + a, 2j + b)
             c = y.shape[1] // 4
             y = y.view(n, side, side, c, 2, 2).permute(0, 3, 1, 4, 2, 5)
