@@ -163,6 +163,4 @@ def get_preset(name: str) -> Preset:
     try:
         return PRESETS[name]
     except KeyError:
-        raise ValueError(
-            f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}"
-        ) from None
+        raise ValueError(f"unknown preset {name!r}: choose one of {', '.join(PRESETS)}") from None

@@ -27,8 +27,9 @@ def sample_grid(
     return torch.stack(rows)
 
 
-def write_figure1(samples: torch.Tensor, stds: Sequence[float], path: str | Path,
-                  title: str) -> Path:
+def write_figure1(
+    samples: torch.Tensor, stds: Sequence[float], path: str | Path, title: str
+) -> Path:
     """A PNG grid: one row per σ, labelled, with a title naming model and data."""
     import matplotlib
 
@@ -36,8 +37,9 @@ def write_figure1(samples: torch.Tensor, stds: Sequence[float], path: str | Path
     import matplotlib.pyplot as plt
 
     n_rows, n_cols = samples.shape[:2]
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(n_cols * 0.7 + 0.8, n_rows * 0.75 + 0.9),
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(n_cols * 0.7 + 0.8, n_rows * 0.75 + 0.9), squeeze=False
+    )
     for r in range(n_rows):
         for c in range(n_cols):
             ax = axes[r][c]

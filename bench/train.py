@@ -151,20 +151,27 @@ def train(
 
     from bench.data import load_images, to_model
 
-    path = Path(checkpoint) if checkpoint else default_checkpoint_path(
-        dataset, preset.name, arch, results_dir
+    path = (
+        Path(checkpoint)
+        if checkpoint
+        else default_checkpoint_path(dataset, preset.name, arch, results_dir)
     )
-    train_set = load_images(dataset, "train", data_root, limit=preset.train_images,
-                            progress=progress)
-    valid_set = load_images(dataset, "valid", data_root, limit=preset.valid_images,
-                            progress=progress)
-    log(f"training {arch} flow (hidden {preset.hidden}, preset {preset.name}) on "
-        f"{len(train_set)} images of {train_set.label}; validating on {len(valid_set)}")
+    train_set = load_images(
+        dataset, "train", data_root, limit=preset.train_images, progress=progress
+    )
+    valid_set = load_images(
+        dataset, "valid", data_root, limit=preset.valid_images, progress=progress
+    )
+    log(
+        f"training {arch} flow (hidden {preset.hidden}, preset {preset.name}) on "
+        f"{len(train_set)} images of {train_set.label}; validating on {len(valid_set)}"
+    )
 
     torch.manual_seed(seed)
     flow = build_flow(arch, hidden=preset.hidden).to(device)
-    opt = torch.optim.Adam(flow.parameters(), lr=config.TRAIN_LR, betas=config.TRAIN_BETAS,
-                           fused=True)  # one kernel per step: ~10% faster training on CPU
+    opt = torch.optim.Adam(
+        flow.parameters(), lr=config.TRAIN_LR, betas=config.TRAIN_BETAS, fused=True
+    )  # one kernel per step: ~10% faster training on CPU
     epoch, step, history = 0, 0, []
     if path.exists() and not force:
         ckpt = _read(path)
@@ -184,8 +191,7 @@ def train(
         opt.load_state_dict(ckpt["optimizer"])
         epoch, step, history = ckpt["epoch"], ckpt.get("step", 0), ckpt.get("history", [])
         if epoch >= preset.epochs:
-            log(f"checkpoint {path} already holds {epoch} epochs: nothing to do "
-                f"(--force retrains)")
+            log(f"checkpoint {path} already holds {epoch} epochs: nothing to do (--force retrains)")
             flow.eval()
             return TrainResult(flow, _meta(ckpt, path, flow), history)
         log(f"resuming from {path}: epoch {epoch + 1}, batch {step}")
@@ -199,25 +205,28 @@ def train(
 
     def save(complete: bool = False) -> None:
         flow_fp = model_fingerprint(flow)
-        _atomic_save({
-            "version": CHECKPOINT_VERSION,
-            "arch_config": flow.arch_config,
-            "model": flow.state_dict(),
-            "optimizer": opt.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "history": history,
-            "preset": preset.to_dict(),
-            "dataset": dataset,
-            "dataset_label": train_set.label,
-            "train_images": len(train_set),
-            "train_fingerprint": train_set.fingerprint,
-            "valid_images": len(valid_set),
-            "seed": seed,
-            "fingerprint": flow_fp,
-            "complete": complete,
-            "torch": torch.__version__,
-        }, path)
+        _atomic_save(
+            {
+                "version": CHECKPOINT_VERSION,
+                "arch_config": flow.arch_config,
+                "model": flow.state_dict(),
+                "optimizer": opt.state_dict(),
+                "epoch": epoch,
+                "step": step,
+                "history": history,
+                "preset": preset.to_dict(),
+                "dataset": dataset,
+                "dataset_label": train_set.label,
+                "train_images": len(train_set),
+                "train_fingerprint": train_set.fingerprint,
+                "valid_images": len(valid_set),
+                "seed": seed,
+                "fingerprint": flow_fp,
+                "complete": complete,
+                "torch": torch.__version__,
+            },
+            path,
+        )
 
     if not any(m._ready for m in flow.modules() if hasattr(m, "_ready")):
         g = torch.Generator().manual_seed(seed)
@@ -232,8 +241,14 @@ def train(
             g = torch.Generator().manual_seed(seed * 7919 + epoch)
             for _ in range(step):  # keep the dequantization stream aligned on resume
                 torch.rand((config.TRAIN_BATCH, *x_all.shape[1:]), generator=g)
-            bar = tqdm(total=n_batches, initial=step, desc=f"epoch {epoch + 1}/{preset.epochs}",
-                       disable=not progress, unit="batch", dynamic_ncols=True)
+            bar = tqdm(
+                total=n_batches,
+                initial=step,
+                desc=f"epoch {epoch + 1}/{preset.epochs}",
+                disable=not progress,
+                unit="batch",
+                dynamic_ncols=True,
+            )
             t0, seen = time.time(), 0
             while step < n_batches:
                 xb = to_model(x_all[batches[step]], generator=g).to(device)
@@ -244,7 +259,8 @@ def train(
                 step += 1
                 seen += len(xb)
                 bpd = (loss.item() + flow.dim * math.log(config.N_BINS / 2)) / (
-                    flow.dim * math.log(2))
+                    flow.dim * math.log(2)
+                )
                 bar.set_postfix(loss=f"{loss.item():.1f}", bpd=f"{bpd:.3f}")
                 bar.update(1)
                 if time.time() - last_save > SAVE_EVERY_S:
@@ -254,10 +270,19 @@ def train(
             seconds = time.time() - t0
             val = evaluate_bpd(flow, valid_set.images, device)
             epoch, step = epoch + 1, 0
-            history.append({"epoch": epoch, "train_bpd": bpd, "val_bpd": val,
-                            "seconds": seconds, "images_per_s": seen / max(seconds, 1e-9)})
-            log(f"epoch {epoch}: train {bpd:.3f} bits/dim, valid {val:.3f} bits/dim, "
-                f"{seconds:.0f} s, {seen / max(seconds, 1e-9):.0f} images/s")
+            history.append(
+                {
+                    "epoch": epoch,
+                    "train_bpd": bpd,
+                    "val_bpd": val,
+                    "seconds": seconds,
+                    "images_per_s": seen / max(seconds, 1e-9),
+                }
+            )
+            log(
+                f"epoch {epoch}: train {bpd:.3f} bits/dim, valid {val:.3f} bits/dim, "
+                f"{seconds:.0f} s, {seen / max(seconds, 1e-9):.0f} images/s"
+            )
             save(complete=epoch >= preset.epochs)
             last_save = time.time()
     except KeyboardInterrupt:
@@ -288,6 +313,7 @@ def ensure_flow(
         flow, meta = load_checkpoint(path, device, arch)
         if meta["complete"] and meta["epochs"] >= preset.epochs:
             return flow, meta
-    result = train(preset, dataset, data_root, device, arch, path, results_dir,
-                   progress=progress, log=log)
+    result = train(
+        preset, dataset, data_root, device, arch, path, results_dir, progress=progress, log=log
+    )
     return result.flow, result.meta

@@ -30,7 +30,10 @@ def perturb(module: torch.nn.Module, scale: float = 0.05, seed: int = 1) -> None
 def tiny_flow(arch: str, inv_mode: str = "cached", dtype=torch.float64):
     """A flow on 3×8×8 inputs whose scales reach 4×4, 2×2 and 1×1, so every coupling-net
     kernel variant is exercised."""
-    steps, splits = ((1, 2, 2), (True, True, False)) if arch == "coupling" else ((2, 2), (False, False))
+    if arch == "coupling":
+        steps, splits = (1, 2, 2), (True, True, False)
+    else:
+        steps, splits = (2, 2), (False, False)
     flow = build_flow(arch, hidden=6, steps=steps, splits=splits, size=8, inv_mode=inv_mode)
     flow = flow.to(dtype)
     flow.initialize(torch.rand(16, 3, 8, 8, dtype=dtype) * 2 - 1)
@@ -44,8 +47,11 @@ def layer_cases():
     yield "actnorm", ActNorm(c), (2, c, 4, 4)
     for size in (8, 4, 2, 1):
         for first in (False, True):
-            yield f"coupling{size}{'swap' if first else ''}", AffineCoupling(c, 5, size, first), (
-                2, c, size, size)
+            yield (
+                f"coupling{size}{'swap' if first else ''}",
+                AffineCoupling(c, 5, size, first),
+                (2, c, size, size),
+            )
     for mode in ("recompute", "cached", "lu"):
         yield f"inv1x1-{mode}", InvConv1x1(c, mode), (2, c, 3, 3)
 
@@ -91,16 +97,18 @@ def test_flow_round_trip_and_jacobian(arch):
 
 def test_couplings_are_perturbed_away_from_identity():
     flow = tiny_flow("coupling")
-    x = torch.rand(2, 3, 8, 8, dtype=torch.float64) * 2 - 1
     for m in flow.modules():
         if isinstance(m, AffineCoupling):
             assert m.net.conv2.weight.abs().sum() > 0
 
 
-@pytest.mark.parametrize("arch,expected", [
-    ("coupling", config.COUPLING_PARAMS_AT_512),
-    ("glow", config.GLOW_PARAMS_AT_512),
-])
+@pytest.mark.parametrize(
+    "arch,expected",
+    [
+        ("coupling", config.COUPLING_PARAMS_AT_512),
+        ("glow", config.GLOW_PARAMS_AT_512),
+    ],
+)
 def test_parameter_counts_at_width_512(arch, expected):
     flow = build_flow(arch, hidden=512)
     assert flow.num_params() == expected
@@ -108,8 +116,10 @@ def test_parameter_counts_at_width_512(arch, expected):
 
 
 def test_lu_mode_keeps_parameter_count():
-    assert build_flow("glow", hidden=16, inv_mode="lu").num_params() == build_flow(
-        "glow", hidden=16).num_params()
+    assert (
+        build_flow("glow", hidden=16, inv_mode="lu").num_params()
+        == build_flow("glow", hidden=16).num_params()
+    )
 
 
 def test_latent_shapes():
@@ -188,3 +198,33 @@ def test_set_inv_mode_keeps_frozen_flow_frozen_and_records_mode():
 
     clone = flow_from_config(flow.arch_config)
     clone.load_state_dict(flow.state_dict())  # rebuilds in the recorded mode
+
+
+@pytest.mark.parametrize("arch", ["coupling", "glow"])
+@pytest.mark.parametrize("fused", [False, True])
+def test_evaluation_after_training_steps_uses_current_weights(arch, fused):
+    """Cached (folded) weights used in evaluation must follow optimiser updates, including
+    fused optimisers that update parameters without bumping their version counters."""
+    flow = build_flow(arch, hidden=4, steps=(1, 1), splits=(False, False), size=8)
+    x = torch.rand(8, 3, 8, 8) * 2 - 1
+    flow.initialize(x)
+    flow.eval()
+    with torch.no_grad():
+        flow.log_prob(x)  # fills the caches
+    flow.train()
+    opt = torch.optim.Adam(flow.parameters(), lr=1e-2, fused=fused)
+    for _ in range(3):
+        loss = -flow.log_prob(x).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        trained = flow.log_prob(x)
+        flow.eval()
+        evaluated = flow.log_prob(x)
+        z = torch.randn(2, flow.dim)
+        x_eval = flow.inverse(z)[0]
+        flow.train()
+        x_train = flow.inverse(z)[0]
+    torch.testing.assert_close(evaluated, trained, rtol=1e-4, atol=1e-3)
+    torch.testing.assert_close(x_eval, x_train, rtol=1e-4, atol=1e-4)

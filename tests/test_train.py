@@ -12,8 +12,7 @@ from bench.config import get_preset
 from bench.errors import CheckpointError
 from bench.train import evaluate_bpd, load_checkpoint, model_fingerprint, train
 
-TINY = get_preset("smoke").with_(name="tiny", hidden=8, epochs=2, train_images=128,
-                                 valid_images=32)
+TINY = get_preset("smoke").with_(name="tiny", hidden=8, epochs=2, train_images=128, valid_images=32)
 
 
 def _quiet(*_args, **_kw):
@@ -29,11 +28,15 @@ def test_training_lowers_validation_bits_per_dim(tmp_path):
     untrained = build_flow("coupling", hidden=8)
     from bench.data import to_model
 
-    untrained.initialize(to_model(load_images("builtin", "train", limit=32,
-                                              progress=False).images))
+    untrained.initialize(to_model(load_images("builtin", "train", limit=32, progress=False).images))
     before = evaluate_bpd(untrained, valid.images, "cpu")
-    result = train(TINY.with_(epochs=3, train_images=256), "builtin", checkpoint=tmp_path / "c.pt",
-                   progress=False, log=_quiet)
+    result = train(
+        TINY.with_(epochs=3, train_images=256),
+        "builtin",
+        checkpoint=tmp_path / "c.pt",
+        progress=False,
+        log=_quiet,
+    )
     after = result.history[-1]["val_bpd"]
     assert after < before - 0.1, (before, after)
     assert [h["epoch"] for h in result.history] == [1, 2, 3]
@@ -59,9 +62,11 @@ def test_resume_continues_where_it_stopped(tmp_path):
     assert [h["epoch"] for h in two.history] == [1, 2]
     assert two.history[0] == one.history[0]
     # the resumed run ends where an uninterrupted two-epoch run ends
-    straight = train(TINY.with_(epochs=2), "builtin", checkpoint=tmp_path / "s.pt",
-                     progress=False, log=_quiet)
-    for a, b in zip(two.flow.state_dict().values(), straight.flow.state_dict().values()):
+    straight = train(
+        TINY.with_(epochs=2), "builtin", checkpoint=tmp_path / "s.pt", progress=False, log=_quiet
+    )
+    pairs = zip(two.flow.state_dict().values(), straight.flow.state_dict().values(), strict=True)
+    for a, b in pairs:
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
 
 
@@ -92,8 +97,14 @@ def test_refuses_checkpoint_of_another_architecture(tmp_path):
     with pytest.raises(CheckpointError, match="holds a coupling flow"):
         load_checkpoint(path, arch="glow")
     with pytest.raises(CheckpointError, match="--force"):
-        train(TINY.with_(epochs=2), "builtin", arch="glow", checkpoint=path, progress=False,
-              log=_quiet)
+        train(
+            TINY.with_(epochs=2),
+            "builtin",
+            arch="glow",
+            checkpoint=path,
+            progress=False,
+            log=_quiet,
+        )
 
 
 def test_missing_and_corrupt_checkpoints_are_one_line_errors(tmp_path):
@@ -131,23 +142,49 @@ def test_info_prints_exact_parameter_counts():
 
 def test_train_and_sample_commands_write_checkpoint_and_figure(tmp_path, tmp_cache):
     runner = CliRunner()
-    res = runner.invoke(main, ["train", "--preset", "smoke", "--dataset", "builtin",
-                               "--results", str(tmp_path / "results")])
+    res = runner.invoke(
+        main,
+        [
+            "train",
+            "--preset",
+            "smoke",
+            "--dataset",
+            "builtin",
+            "--results",
+            str(tmp_path / "results"),
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert "checkpoint:" in res.output and "bits/dim" in res.output
     out = tmp_path / "fig1.png"
-    res = runner.invoke(main, ["sample", "--preset", "smoke", "--dataset", "builtin",
-                               "--results", str(tmp_path / "results"), "--out", str(out),
-                               "--stds", "0,0.5,1"])
+    res = runner.invoke(
+        main,
+        [
+            "sample",
+            "--preset",
+            "smoke",
+            "--dataset",
+            "builtin",
+            "--results",
+            str(tmp_path / "results"),
+            "--out",
+            str(out),
+            "--stds",
+            "0,0.5,1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert out.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("args,msg", [
-    (["sample", "--checkpoint", "/nonexistent.pt"], "not found"),
-    (["train", "--dataset", "celeba", "--data-root", "/nonexistent/celeba"], "not found"),
-    (["sample", "--stds", "a,b"], "--stds"),
-])
+@pytest.mark.parametrize(
+    "args,msg",
+    [
+        (["sample", "--checkpoint", "/nonexistent.pt"], "not found"),
+        (["train", "--dataset", "celeba", "--data-root", "/nonexistent/celeba"], "not found"),
+        (["sample", "--stds", "a,b"], "--stds"),
+    ],
+)
 def test_bad_input_gives_one_line_error(args, msg, tmp_path):
     res = CliRunner().invoke(main, args)
     assert res.exit_code == 2, res.output

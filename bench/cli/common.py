@@ -23,8 +23,9 @@ def handle_errors(fn):
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
         except KeyboardInterrupt:
-            click.echo("interrupted: finished work is saved; rerun the same command to resume",
-                       err=True)
+            click.echo(
+                "interrupted: finished work is saved; rerun the same command to resume", err=True
+            )
             sys.exit(130)
 
     return wrapper
@@ -43,7 +44,9 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BenchError("--device cuda asked for but no CUDA device is available: use --device cpu")
+        raise BenchError(
+            "--device cuda asked for but no CUDA device is available: use --device cpu"
+        )
     if not (device == "cpu" or device.startswith("cuda")):
         raise BenchError(f"unknown device {device!r}: use cpu, cuda or cuda:N")
     return device
@@ -51,7 +54,9 @@ def resolve_device(device: str) -> str:
 
 def device_option(fn):
     return click.option(
-        "--device", default="auto", show_default=True,
+        "--device",
+        default="auto",
+        show_default=True,
         help="cpu, cuda, cuda:N or auto (cuda when available)",
     )(fn)
 
@@ -61,7 +66,10 @@ def preset_option(default: str | None = "cpu"):
 
     def deco(fn):
         return click.option(
-            "--preset", type=click.Choice(list(PRESETS)), default=default, show_default=True,
+            "--preset",
+            type=click.Choice(list(PRESETS)),
+            default=default,
+            show_default=True,
             help="size knobs (width, epochs, images, iterations, grid); the protocol is fixed",
         )(fn)
 
@@ -72,11 +80,15 @@ def data_options(fn):
     from bench.data import DATASETS
 
     fn = click.option(
-        "--data-root", default=None,
+        "--data-root",
+        default=None,
         help="CelebA folder holding img_align_celeba/ (else $BENCH_CELEBA, else data/celeba)",
     )(fn)
     fn = click.option(
-        "--dataset", type=click.Choice(list(DATASETS)), default="builtin", show_default=True,
+        "--dataset",
+        type=click.Choice(list(DATASETS)),
+        default="builtin",
+        show_default=True,
         help="celeba, or builtin: scikit-image photographs bundled offline (not CelebA)",
     )(fn)
     return fn

@@ -10,10 +10,16 @@ from bench.cli.common import handle_errors
 
 
 @main.command()
-@click.option("--arch", type=click.Choice(["coupling", "glow"]), default="coupling",
-              show_default=True)
-@click.option("--hidden", type=click.IntRange(min=1), default=config.HIDDEN, show_default=True,
-              help="hidden width of the coupling networks")
+@click.option(
+    "--arch", type=click.Choice(["coupling", "glow"]), default="coupling", show_default=True
+)
+@click.option(
+    "--hidden",
+    type=click.IntRange(min=1),
+    default=config.HIDDEN,
+    show_default=True,
+    help="hidden width of the coupling networks",
+)
 @click.option("--checkpoint", default=None, help="describe a trained checkpoint instead")
 @handle_errors
 def info(arch: str, hidden: int, checkpoint: str | None) -> None:

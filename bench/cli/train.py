@@ -19,19 +19,28 @@ from bench.cli.common import (
 @main.command()
 @preset_option("cpu")
 @data_options
-@click.option("--arch", type=click.Choice(["coupling", "glow"]), default="coupling",
-              show_default=True)
-@click.option("--epochs", type=click.IntRange(min=1), default=None,
-              help="override the preset's number of epochs")
-@click.option("--checkpoint", default=None,
-              help="checkpoint file (default results/checkpoints/DATASET-PRESET-ARCH.pt)")
+@click.option(
+    "--arch", type=click.Choice(["coupling", "glow"]), default="coupling", show_default=True
+)
+@click.option(
+    "--epochs",
+    type=click.IntRange(min=1),
+    default=None,
+    help="override the preset's number of epochs",
+)
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="checkpoint file (default results/checkpoints/DATASET-PRESET-ARCH.pt)",
+)
 @click.option("--results", "results_dir", default="results", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="retrain from scratch even if a checkpoint exists")
 @device_option
 @handle_errors
-def train(preset, dataset, data_root, arch, epochs, checkpoint, results_dir, seed, force,
-          device) -> None:
+def train(
+    preset, dataset, data_root, arch, epochs, checkpoint, results_dir, seed, force, device
+) -> None:
     """Train the paper's flow (Adam 1e-4, betas (0.5, 0.999), batch 32) with a preset's
     sizes; resumes from its checkpoint when rerun."""
     from bench.config import get_preset
@@ -40,29 +49,50 @@ def train(preset, dataset, data_root, arch, epochs, checkpoint, results_dir, see
     p = get_preset(preset)
     if epochs is not None:
         p = p.with_(epochs=epochs)
-    result = run_train(p, dataset, data_root, resolve_device(device), arch, checkpoint,
-                       results_dir, seed=seed, force=force, log=click.echo)
+    result = run_train(
+        p,
+        dataset,
+        data_root,
+        resolve_device(device),
+        arch,
+        checkpoint,
+        results_dir,
+        seed=seed,
+        force=force,
+        log=click.echo,
+    )
     m = result.meta
-    click.echo(f"checkpoint: {m['path']} ({m['num_params']:,} parameters, {m['epochs']} "
-               f"epochs, valid {m['val_bpd']:.3f} bits/dim, fingerprint {m['fingerprint']})")
+    click.echo(
+        f"checkpoint: {m['path']} ({m['num_params']:,} parameters, {m['epochs']} "
+        f"epochs, valid {m['val_bpd']:.3f} bits/dim, fingerprint {m['fingerprint']})"
+    )
 
 
 @main.command()
-@click.option("--checkpoint", default=None,
-              help="trained flow (default results/checkpoints/DATASET-PRESET-coupling.pt)")
+@click.option(
+    "--checkpoint",
+    default=None,
+    help="trained flow (default results/checkpoints/DATASET-PRESET-coupling.pt)",
+)
 @preset_option("cpu")
 @data_options
-@click.option("--stds", default=",".join(f"{s:g}" for s in config.SAMPLE_STDS),
-              show_default=True, help="comma-separated latent standard deviations, one row each")
-@click.option("--per-row", type=click.IntRange(min=1), default=config.SAMPLES_PER_ROW,
-              show_default=True)
+@click.option(
+    "--stds",
+    default=",".join(f"{s:g}" for s in config.SAMPLE_STDS),
+    show_default=True,
+    help="comma-separated latent standard deviations, one row each",
+)
+@click.option(
+    "--per-row", type=click.IntRange(min=1), default=config.SAMPLES_PER_ROW, show_default=True
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", default="reports/fig1_samples.png", show_default=True)
 @click.option("--results", "results_dir", default="results", show_default=True)
 @device_option
 @handle_errors
-def sample(checkpoint, preset, dataset, data_root, stds, per_row, seed, out, results_dir,
-           device) -> None:
+def sample(
+    checkpoint, preset, dataset, data_root, stds, per_row, seed, out, results_dir, device
+) -> None:
     """Write Figure 1: a PNG grid of samples, one row per latent σ."""
     from bench.errors import BenchError
     from bench.samples import sample_grid, write_figure1
@@ -77,8 +107,10 @@ def sample(checkpoint, preset, dataset, data_root, stds, per_row, seed, out, res
     path = checkpoint or default_checkpoint_path(dataset, preset, "coupling", results_dir)
     flow, meta = load_checkpoint(path, resolve_device(device))
     grid = sample_grid(flow, std_list, per_row, seed)
-    title = (f"Figure 1: {meta['arch']} flow, width {meta['hidden']}, {meta['num_params']:,} "
-             f"params, {meta['epochs']} epochs on {meta['dataset_label']} (valid "
-             f"{meta['val_bpd']:.3f} bits/dim), seed {seed}\n{command_line()}")
+    title = (
+        f"Figure 1: {meta['arch']} flow, width {meta['hidden']}, {meta['num_params']:,} "
+        f"params, {meta['epochs']} epochs on {meta['dataset_label']} (valid "
+        f"{meta['val_bpd']:.3f} bits/dim), seed {seed}\n{command_line()}"
+    )
     written = write_figure1(grid, std_list, out, title)
     click.echo(f"wrote {written}")

@@ -178,6 +178,12 @@ class CouplingNet(nn.Module):
         self._cache = None  # device/dtype moves invalidate the cached weights
         return super()._apply(fn, *args, **kwargs)
 
+    def train(self, mode: bool = True):
+        # fused optimisers update parameters without bumping their version counters, so every
+        # switch between training and evaluation drops the cache as well
+        self._cache = None
+        return super().train(mode)
+
     def _as_matrix(self) -> bool:
         """Unpadded convolutions (4×4, 2×2, 1×1 maps) run as matrix products."""
         return self.padding == 0
@@ -406,6 +412,10 @@ class InvConv1x1(FlowLayer):
     def _apply(self, fn, *args, **kwargs):
         self._cache = None  # device/dtype moves invalidate the cached inverse
         return super()._apply(fn, *args, **kwargs)
+
+    def train(self, mode: bool = True):
+        self._cache = None  # see CouplingNet.train: fused optimisers bump no versions
+        return super().train(mode)
 
     # -- contract ----------------------------------------------------------------------------
     def forward(self, x):
