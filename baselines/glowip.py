@@ -3,9 +3,8 @@ min ‖A G(z) − y‖₂² + γ‖z‖₂² started from z0 = 0; γ from the pr
 
 from __future__ import annotations
 
-from bench_baselines.csgm import CSGM
-
 from bench.methods import register
+from bench_baselines.csgm import CSGM
 
 
 class GlowIP(CSGM):

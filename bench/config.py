@@ -135,7 +135,7 @@ PRESETS: dict[str, Preset] = {
     "cpu": Preset(
         name="cpu",
         hidden=128,
-        epochs=10,
+        epochs=24,
         train_images=None,
         valid_images=512,
         test_images=EVAL_IMAGES,
