@@ -311,6 +311,11 @@ def ensure_flow(
     path = default_checkpoint_path(dataset, preset.name, arch, results_dir)
     if path.exists():
         flow, meta = load_checkpoint(path, device, arch)
+        if meta["dataset"] != dataset:
+            raise CheckpointError(
+                f"checkpoint {path} was trained on {meta['dataset']}, not {dataset}: "
+                f"delete it or pass --checkpoint"
+            )
         if meta["complete"] and meta["epochs"] >= preset.epochs:
             return flow, meta
     result = train(

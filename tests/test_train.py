@@ -191,3 +191,14 @@ def test_bad_input_gives_one_line_error(args, msg, tmp_path):
     lines = [line for line in res.output.strip().splitlines() if line]
     assert len(lines) == 1 and lines[0].startswith("error:") and msg in lines[0], res.output
     assert "Traceback" not in res.output
+
+
+def test_ensure_flow_refuses_a_default_checkpoint_of_another_dataset(tmp_path):
+    from bench.train import default_checkpoint_path, ensure_flow
+
+    path = default_checkpoint_path("celeba", "tiny", "coupling", tmp_path)
+    train(TINY.with_(epochs=1), "builtin", checkpoint=path, progress=False, log=_quiet)
+    with pytest.raises(CheckpointError, match="trained on builtin"):
+        ensure_flow(TINY.with_(epochs=1), "celeba", results_dir=tmp_path, progress=False)
+    flow, meta = ensure_flow(TINY.with_(epochs=1), "builtin", checkpoint=path, progress=False)
+    assert meta["dataset"] == "builtin"
