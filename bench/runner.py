@@ -1001,6 +1001,7 @@ def run_table1(
     if threads is None and backend == "joblib":
         threads = max(1, available_cores() // jobs)
     client = connect_dask(scheduler) if backend == "dask" else None
+    lock: Path | None = None
     try:
         flow = flow.to(device).eval()
         flow.requires_grad_(False)
@@ -1040,6 +1041,7 @@ def run_table1(
         }
         run_id = make_run_id(key, dataset, preset.name)
         run_dir = runs_root(results_dir) / run_id
+        lock = acquire_run_lock(run_dir)
         manifest = _merge_manifest(
             run_dir, key, run_id, plan, meta, test, select_set, device, command, flow
         )
@@ -1186,8 +1188,48 @@ def run_table1(
             manifest=manifest,
         )
     finally:
+        if lock is not None:
+            lock.unlink(missing_ok=True)
         if client is not None:
             client.close()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def acquire_run_lock(run_dir: Path) -> Path:
+    """Mark `run_dir` as being written by this process (`.lock` holds its pid). A second
+    `bench run` on the same run is refused while the first is alive; a lock left by a killed
+    run is taken over."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / ".lock"
+    me = os.getpid()
+    for _ in range(3):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().strip() or 0)
+            except (OSError, ValueError):
+                pid = 0
+            if pid and pid != me and _pid_alive(pid):
+                raise BenchError(
+                    f"another bench run (pid {pid}) is writing {run_dir}: wait for it to "
+                    f"finish or stop it, then rerun to resume"
+                ) from None
+            lock.unlink(missing_ok=True)  # stale: the process that wrote it is gone
+            continue
+        with os.fdopen(fd, "w") as f:
+            f.write(str(me))
+        return lock
+    raise BenchError(f"could not lock {run_dir}: remove {lock} and rerun")
 
 
 def _merge_manifest(

@@ -8,6 +8,7 @@ builtin dataset with 2 images and 3 solver iterations keeps every cell well unde
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -421,3 +422,27 @@ def test_cli_run_then_report(flow, tmp_path, monkeypatch):
     assert rebuilt.exit_code == 0, rebuilt.output
     assert (tmp_path / "r2" / "table1.md").is_file()
     one_line_error(invoke(["report", "--results", str(results), "--run", "nope"]), "matches no run")
+
+
+def test_run_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path):
+    import subprocess
+    import sys
+
+    from bench.runner import acquire_run_lock
+
+    run_dir = tmp_path / "run"
+    lock = acquire_run_lock(run_dir)
+    assert lock.read_text() == str(os.getpid())
+    lock.unlink()
+    # a live process holding the lock: refused with a one-line message
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        (run_dir / ".lock").write_text(str(proc.pid))
+        with pytest.raises(BenchError, match=f"pid {proc.pid}"):
+            acquire_run_lock(run_dir)
+    finally:
+        proc.kill()
+        proc.wait()
+    # the same lock left by a process that is gone is taken over
+    lock = acquire_run_lock(run_dir)
+    assert lock.read_text() == str(os.getpid())
