@@ -24,7 +24,6 @@ import logging
 import os
 import re
 import sys
-import tempfile
 import warnings
 import zipfile
 from collections.abc import Sequence
@@ -39,6 +38,7 @@ from PIL import Image
 from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
+from bench.atomic import atomic_write
 from bench.config import CELEBA_RANGES, CHANNELS, IMAGE_SIZE, N_BINS
 from bench.errors import DataError
 
@@ -394,34 +394,25 @@ def _read_cache(path: Path, fingerprint: str) -> tuple[np.ndarray, list[str], li
 def _write_cache(
     path: Path, images: np.ndarray, names: list[str], skipped: list[str], fingerprint: str
 ) -> None:
-    """Atomically (temporary file + os.replace); a cache that cannot be written only warns."""
-    tmp = None
+    """Atomically (bench.atomic); a cache that cannot be written only warns."""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
+        atomic_write(
+            path,
+            lambda f: np.savez(
                 f,
                 format=np.array(CACHE_FORMAT),
                 fingerprint=np.array(fingerprint),
                 images=images,
                 names=np.array(names, dtype=str),
                 skipped=np.array(skipped, dtype=str),
-            )
-        os.replace(tmp, path)
-        tmp = None
+            ),
+        )
     except OSError as e:
         warnings.warn(
             f"could not write the image cache {path} ({e}): set {CACHE_ENV} to a writable folder",
             DataWarning,
             stacklevel=3,
         )
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
 
 
 def _decode_file(path: Path) -> np.ndarray | str:

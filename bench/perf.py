@@ -41,6 +41,8 @@ import numpy as np
 import torch
 
 from bench import config
+from bench.atomic import atomic_write, atomic_write_text
+from bench.timing import random_latent, sync, timed_loop
 
 PERF_CSV = "perf.csv"
 PERF_MD = "perf.md"
@@ -271,25 +273,6 @@ def analytic_flops(flow) -> dict:
 
 
 # ---- helpers --------------------------------------------------------------------------------
-def _sync(device) -> None:
-    if str(device).startswith("cuda"):
-        torch.cuda.synchronize(device)
-
-
-def _timed(step: Callable[[], object], reps: int, warmup: int, device) -> np.ndarray:
-    """`warmup` untimed calls, then `reps` calls timed one by one; milliseconds."""
-    for _ in range(warmup):
-        step()
-    _sync(device)
-    times = np.empty(reps)
-    for i in range(reps):
-        t0 = perf_counter()
-        step()
-        _sync(device)
-        times[i] = (perf_counter() - t0) * 1e3
-    return times
-
-
 def perf_flow(arch: str, width: int, device, seed: int = 0):
     """A flow for timing: built with `seed`, ActNorm initialised on a random batch, then every
     parameter moved slightly off its initialisation (the last convolutions start at zero, which
@@ -305,11 +288,6 @@ def perf_flow(arch: str, width: int, device, seed: int = 0):
             p.add_(0.01 * torch.randn(p.shape, generator=g, dtype=p.dtype))
     flow.requires_grad_(False)
     return flow.to(device).eval()
-
-
-def _latent(flow, batch: int, device, seed: int, std: float = 1.0) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, flow.dim, generator=g) * std).to(device)
 
 
 def _row(figure: str, arch: str, batch: int, times: np.ndarray, flops: float, mm_gflops, **kw):
@@ -342,7 +320,7 @@ def measure_matmul(n: int, reps: int, warmup: int, device) -> dict:
     b = torch.randn(n, n, generator=g).to(device)
     out = torch.empty(n, n, device=device)
     with torch.inference_mode():
-        times = _timed(lambda: torch.mm(a, b, out=out), max(reps, 5), max(warmup, 2), device)
+        times = timed_loop(lambda: torch.mm(a, b, out=out), max(reps, 5), max(warmup, 2), device)
     row = _row("matmul", "-", 1, times, 2.0 * n**3, None, size=n)
     row["pct_matmul"] = 100.0
     row["ms_per_image"] = row["images_per_s"] = row["gflop_per_image"] = float("nan")
@@ -398,7 +376,7 @@ def measure_solver(
     stamps: list[float] = []
 
     def hook(t):
-        _sync(device)
+        sync(device)
         stamps.append(perf_counter())
 
     kwargs = {} if autocast is None else {"autocast": autocast}
@@ -415,15 +393,15 @@ def measure_solver(
 
 def measure_generation(flow, batch: int, reps: int, warmup: int, device, mm_gflops) -> dict:
     """ms per batch of `flow.inverse(z)` (image and log-det) under `torch.inference_mode`."""
-    z = _latent(flow, batch, device, 0)
+    z = random_latent(flow, batch, device, 0)
 
     def make(b):
-        zb = _latent(flow, b, device, 0)
+        zb = random_latent(flow, b, device, 0)
         return lambda: flow.inverse(zb)
 
     with torch.inference_mode():
         with PeakMemory(device) as mem:
-            times = _timed(lambda: flow.inverse(z), reps, warmup, device)
+            times = timed_loop(lambda: flow.inverse(z), reps, warmup, device)
         flops = batch_flops(make, batch)
     note = "" if flow.arch == "coupling" else "1×1-convolution inverses cached (default mode)"
     return _row(
@@ -468,7 +446,7 @@ def measure_training(
         return run
 
     with PeakMemory(device) as mem:
-        times = _timed(step, reps, warmup, device)
+        times = timed_loop(step, reps, warmup, device)
     flops = batch_flops(make, batch)
     mode = "fp32, fused Adam" if fused else "fp32"
     return _row(
@@ -822,10 +800,8 @@ def write_perf(
     for k, v in info.items():
         if k not in df:
             df[k] = v
-    csv = results_dir / PERF_CSV
-    df.to_csv(csv, index=False)
-    md = out_dir / PERF_MD
-    md.write_text(perf_markdown(result, command))
+    csv = atomic_write(results_dir / PERF_CSV, lambda f: df.to_csv(f, index=False), mode="w")
+    md = atomic_write_text(out_dir / PERF_MD, perf_markdown(result, command))
     return csv, md
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from bench import config
+from bench.atomic import atomic_write, atomic_write_text
 from bench.runner import (
-    atomic_write_text,
     find_run,
     read_cells,
     read_inputs,
@@ -518,9 +518,7 @@ def console_table(data: RunData | str | Path) -> str:
 
 # ---- plots -------------------------------------------------------------------------------------
 def _save(fig, path: Path) -> Path:
-    from bench.runner import _atomic_write_bytes
-
-    _atomic_write_bytes(
+    atomic_write(
         path, lambda f: fig.savefig(f, format="png", dpi=DPI, bbox_inches="tight", pad_inches=0.08)
     )
     return path

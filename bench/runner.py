@@ -39,7 +39,6 @@ import math
 import os
 import platform
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from typing import Any
 import numpy as np
 
 from bench import config
+from bench.atomic import atomic_write, atomic_write_text
 from bench.config import Preset
 from bench.errors import BenchError
 
@@ -421,38 +421,6 @@ def runs_root(results_dir: str | Path) -> Path:
     return Path(results_dir) / RUNS_DIR
 
 
-def _file_mode() -> int:
-    """0o666 less the process umask (mkstemp creates 0o600 files)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def _atomic_write_bytes(path: Path, write: Callable[[Any], None], mode: str = "wb") -> None:
-    """Write through a temporary file in the same folder, then os.replace: readers never see
-    a partial file and an interruption leaves the old file (or none)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, mode) as f:
-            write(f)
-        os.chmod(tmp, _FILE_MODE)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-
-
-_FILE_MODE = _file_mode()
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    _atomic_write_bytes(path, lambda f: f.write(text), mode="w")
-
-
 def read_manifest(run_dir: str | Path) -> dict:
     path = Path(run_dir) / MANIFEST
     try:
@@ -483,11 +451,11 @@ def write_cell(run_dir: Path, cell: Cell, rows, restored: np.ndarray) -> Path:
 
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=CSV_COLUMNS)
     csv_path = run_dir / cell.relpath(".csv")
-    _atomic_write_bytes(
+    atomic_write(
         run_dir / cell.relpath(".npy"),
         lambda f: np.save(f, np.ascontiguousarray(restored, dtype=np.uint8)),
     )
-    _atomic_write_bytes(csv_path, lambda f: frame.to_csv(f, index=False), mode="w")
+    atomic_write(csv_path, lambda f: frame.to_csv(f, index=False), mode="w")
     return csv_path
 
 
@@ -1318,7 +1286,7 @@ def _write_inputs(run_dir: Path, test, task_names: list[str], seed: int, force: 
         y = task.measure(test.images, list(test.names), seed=seed)
         shown = task.display(y)
         shown = shown.numpy() if hasattr(shown, "numpy") else np.asarray(shown)
-        _atomic_write_bytes(
+        atomic_write(
             path,
             lambda f, shown=shown: np.savez(
                 f,

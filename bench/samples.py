@@ -8,6 +8,7 @@ from pathlib import Path
 import torch
 
 from bench import config
+from bench.atomic import atomic_write
 
 
 @torch.no_grad()
@@ -50,10 +51,7 @@ def write_figure1(
                 ax.set_ylabel(f"σ={stds[r]:g}", rotation=0, ha="right", va="center", fontsize=9)
     fig.suptitle(title, fontsize=8)
     fig.subplots_adjust(left=0.07, right=0.995, top=0.9, bottom=0.01, wspace=0.05, hspace=0.05)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    tmp.replace(path)
-    return path
+    try:
+        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
+    finally:
+        plt.close(fig)

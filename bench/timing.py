@@ -35,14 +35,16 @@ import pandas as pd
 import torch
 
 from bench import config
+from bench.atomic import atomic_write_text
 from bench.errors import BenchError
 from bench.flows import (
     INV_MODES,
     InvConv1x1,
     MultiScaleFlow,
     build_flow,
-    standard_normal_logprob,
 )
+from bench.methods import Ours
+from bench.tasks import get_task
 
 GLOW_MODES = ("recompute", "cached", "lu")  # the paper's setting first
 assert set(GLOW_MODES) == set(INV_MODES)
@@ -84,12 +86,12 @@ TIMING_PRESETS: dict[str, TimingPreset] = {
 
 
 # ---- measurement ---------------------------------------------------------------------------
-def _sync(device) -> None:
+def sync(device) -> None:
     if str(device).startswith("cuda"):
         torch.cuda.synchronize(device)
 
 
-def _timed_loop(
+def timed_loop(
     step: Callable[[], object], iters: int, warmup: int, device, tick: Callable | None = None
 ) -> np.ndarray:
     """Run `step` `warmup` times untimed, then `iters` times, each timed alone; ms per call."""
@@ -101,17 +103,17 @@ def _timed_loop(
             tick()
     times = np.empty(iters)
     for i in range(iters):
-        _sync(device)
+        sync(device)
         t0 = perf_counter()
         step()
-        _sync(device)
+        sync(device)
         times[i] = (perf_counter() - t0) * 1e3
         if tick:
             tick()
     return times
 
 
-def _latent(flow: MultiScaleFlow, batch: int, device, seed: int, std: float = 1.0):
+def random_latent(flow: MultiScaleFlow, batch: int, device, seed: int, std: float = 1.0):
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(batch, flow.dim, generator=g) * std).to(device)
 
@@ -128,9 +130,9 @@ def time_generation(
     """Milliseconds per generated batch (`flow.inverse(z)`, z ~ N(0, I), inference under
     `torch.no_grad`), one entry per timed iteration after `warmup` untimed ones."""
     flow.eval()
-    z = _latent(flow, batch, device, seed)
+    z = random_latent(flow, batch, device, seed)
     with torch.no_grad():
-        return _timed_loop(lambda: flow.inverse(z), iters, warmup, device, tick)
+        return timed_loop(lambda: flow.inverse(z), iters, warmup, device, tick)
 
 
 def time_solver_iteration(
@@ -144,24 +146,25 @@ def time_solver_iteration(
     seed: int = 0,
     tick: Callable | None = None,
 ) -> np.ndarray:
-    """Milliseconds per iteration of the paper's solver (Eq. 7–8) on one batch:
+    """Milliseconds per iteration of the paper's solver (Eq. 7–8) on one batch, with the loss
+    `Ours.objective` builds on denoising (A = identity):
     `x, logdet_G = G(z)`; loss = ‖x − y‖₁ + α(−log N(z) + logdet_G) per image, summed; backward
     to z; Adam step. The flow is frozen here (`requires_grad_(False)`): z is the only leaf."""
     flow.eval()
     flow.requires_grad_(False)
     g = torch.Generator().manual_seed(seed + 1)
     y = (torch.rand(batch, *flow.input_shape, generator=g) * 2 - 1).to(device)
-    z = _latent(flow, batch, device, seed, config.LATENT_INIT_STD).requires_grad_(True)
+    z = random_latent(flow, batch, device, seed, config.LATENT_INIT_STD).requires_grad_(True)
     opt = torch.optim.Adam([z], lr=lr, betas=config.SOLVER_BETAS)
+    objective = Ours().objective(flow, get_task("denoising"), y, alpha)  # the solver's own loss
 
     def step():
         opt.zero_grad(set_to_none=True)
         x, logdet = flow.inverse(z)
-        loss = (x - y).abs().flatten(1).sum(1) + alpha * (-standard_normal_logprob(z) + logdet)
-        loss.sum().backward()
+        objective(z, x, logdet).sum().backward()
         opt.step()
 
-    return _timed_loop(step, iters, warmup, device, tick)
+    return timed_loop(step, iters, warmup, device, tick)
 
 
 def inv_convs(flow: torch.nn.Module) -> list[InvConv1x1]:
@@ -189,7 +192,7 @@ def time_inverses(
             torch.linalg.slogdet(w)
 
     with torch.no_grad():
-        return _timed_loop(step, iters, warmup, device, tick)
+        return timed_loop(step, iters, warmup, device, tick)
 
 
 def generation_gflop(flow: MultiScaleFlow, batch: int, device) -> float:
@@ -202,7 +205,7 @@ def generation_gflop(flow: MultiScaleFlow, batch: int, device) -> float:
 
         counts = []
         for b in (1, 2):
-            z = _latent(flow, b, device, 0)
+            z = random_latent(flow, b, device, 0)
             counter = FlopCounterMode(display=False)
             with torch.no_grad(), counter:
                 flow.inverse(z)
@@ -341,7 +344,7 @@ def run_timing_ablation(
 
     try:
         # the three modes must compute the same function: compare them on one small batch
-        z_check = _latent(glow, min(batch, 4), device, seed + 7)
+        z_check = random_latent(glow, min(batch, 4), device, seed + 7)
         ref = {}
         with torch.no_grad():
             for mode in GLOW_MODES:
@@ -716,21 +719,10 @@ def format_table2(df: pd.DataFrame, meta: dict) -> str:
     return "\n".join(header)
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
 def write_table2(df: pd.DataFrame, meta: dict, out_dir) -> Path:
     """Write `out_dir/table2.md` atomically; returns its path."""
     path = Path(out_dir) / "table2.md"
-    _atomic_write_text(path, format_table2(df, meta))
+    atomic_write_text(path, format_table2(df, meta))
     return path
 
 
@@ -757,10 +749,10 @@ def write_timings(df: pd.DataFrame, meta: dict, results_dir) -> list[Path]:
         ("timing_summary.csv", add_ratios(df).drop(columns=["times_ms"])),
     ):
         path = results_dir / name
-        _atomic_write_text(path, frame.to_csv(index=False))
+        atomic_write_text(path, frame.to_csv(index=False))
         out.append(path)
     path = results_dir / "timing_meta.json"
-    _atomic_write_text(path, json.dumps(meta, indent=2, default=str) + "\n")
+    atomic_write_text(path, json.dumps(meta, indent=2, default=str) + "\n")
     out.append(path)
     return out
 

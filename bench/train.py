@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import torch
 
 from bench import config
+from bench.atomic import atomic_write
 from bench.config import Preset
 from bench.errors import CheckpointError
 from bench.flows import MultiScaleFlow, build_flow, flow_from_config
@@ -38,13 +38,6 @@ def model_fingerprint(flow: torch.nn.Module) -> str:
         h.update(name.encode())
         h.update(t.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()[:12]
-
-
-def _atomic_save(obj: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
 
 
 def _read(path: Path) -> dict:
@@ -205,28 +198,26 @@ def train(
 
     def save(complete: bool = False) -> None:
         flow_fp = model_fingerprint(flow)
-        _atomic_save(
-            {
-                "version": CHECKPOINT_VERSION,
-                "arch_config": flow.arch_config,
-                "model": flow.state_dict(),
-                "optimizer": opt.state_dict(),
-                "epoch": epoch,
-                "step": step,
-                "history": history,
-                "preset": preset.to_dict(),
-                "dataset": dataset,
-                "dataset_label": train_set.label,
-                "train_images": len(train_set),
-                "train_fingerprint": train_set.fingerprint,
-                "valid_images": len(valid_set),
-                "seed": seed,
-                "fingerprint": flow_fp,
-                "complete": complete,
-                "torch": torch.__version__,
-            },
-            path,
-        )
+        ckpt = {
+            "version": CHECKPOINT_VERSION,
+            "arch_config": flow.arch_config,
+            "model": flow.state_dict(),
+            "optimizer": opt.state_dict(),
+            "epoch": epoch,
+            "step": step,
+            "history": history,
+            "preset": preset.to_dict(),
+            "dataset": dataset,
+            "dataset_label": train_set.label,
+            "train_images": len(train_set),
+            "train_fingerprint": train_set.fingerprint,
+            "valid_images": len(valid_set),
+            "seed": seed,
+            "fingerprint": flow_fp,
+            "complete": complete,
+            "torch": torch.__version__,
+        }
+        atomic_write(path, lambda f: torch.save(ckpt, f))
 
     if not any(m._ready for m in flow.modules() if hasattr(m, "_ready")):
         g = torch.Generator().manual_seed(seed)
