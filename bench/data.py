@@ -352,8 +352,9 @@ def _list_celeba(root: Path, partition: str) -> _Listing:
     return _Listing(img_dir, files, official, source, len(present))
 
 
-def _fingerprint(img_dir: Path, names: Sequence[str], partition: str) -> str:
-    """Short hash of names + sizes + mtimes of the source files and the preprocessing version."""
+def _stamp(img_dir: Path, names: Sequence[str], partition: str) -> str:
+    """Cache validity key: short hash of names + sizes + mtimes of the source files and the
+    preprocessing version (cheap: no file is read)."""
     h = hashlib.sha256(f"celeba\0v{PREPROCESS_VERSION}\0{partition}\n".encode())
     for name in names:
         try:
@@ -474,9 +475,9 @@ def _celeba_label(
 def _load_celeba(root: Path, partition: str, limit: int | None, progress: bool) -> ImageSet:
     listing = _list_celeba(root, partition)
     files = listing.files[:limit] if limit is not None else listing.files
-    fingerprint = _fingerprint(listing.img_dir, files, partition)
+    stamp = _stamp(listing.img_dir, files, partition)
     cpath = _cache_path(root, partition, limit)
-    cached = _read_cache(cpath, fingerprint)
+    cached = _read_cache(cpath, stamp)
     summary = (
         f"CelebA {partition}: {len(listing.files)} of {len(listing.official)} files present in "
         f"{listing.img_dir} (partition from {listing.source})"
@@ -504,7 +505,7 @@ def _load_celeba(root: Path, partition: str, limit: int | None, progress: bool) 
             )
         names = [n for n, _ in good]
         images = np.stack([d for _, d in good])
-        _write_cache(cpath, images, names, skipped, fingerprint)
+        _write_cache(cpath, images, names, skipped, stamp)
     if skipped:
         warnings.warn(
             f"skipped {len(skipped)} unreadable CelebA {partition} file(s) in {listing.img_dir}: "
@@ -520,7 +521,7 @@ def _load_celeba(root: Path, partition: str, limit: int | None, progress: bool) 
         label=_celeba_label(listing, partition, limit, names, skipped),
         root=str(root),
         skipped=skipped,
-        fingerprint=fingerprint,
+        fingerprint=content_fingerprint("celeba", partition, names, skipped, images),
     )
 
 
@@ -582,12 +583,23 @@ def _builtin_partition(partition: str) -> tuple[np.ndarray, tuple[str, ...]]:
     return images, tuple(names)
 
 
+def content_fingerprint(
+    dataset: str, partition: str, names: Sequence[str], skipped: Sequence[str], images: np.ndarray
+) -> str:
+    """Identity of an image set: a short hash of its names and preprocessed pixels. It does not
+    depend on where or when the files were copied, so a checkpoint or a run is recognised on
+    another machine holding the same images."""
+    h = hashlib.sha256(f"{dataset}\0v{PREPROCESS_VERSION}\0{partition}\n".encode())
+    h.update("\n".join(names).encode())
+    if skipped:
+        h.update(("\0skipped\n" + "\n".join(skipped)).encode())
+    h.update(np.ascontiguousarray(images).tobytes())
+    return h.hexdigest()[:16]
+
+
 def _load_builtin(partition: str, limit: int | None) -> ImageSet:
     images, names = _builtin_partition(partition)
     images, names = images[:limit], list(names[:limit])
-    h = hashlib.sha256(f"builtin\0v{PREPROCESS_VERSION}\0{partition}\n".encode())
-    h.update("\n".join(names).encode())
-    h.update(images.tobytes())
     photos = ", ".join(BUILTIN_PHOTOS[partition])
     return ImageSet(
         images=torch.from_numpy(images.copy()),
@@ -597,5 +609,5 @@ def _load_builtin(partition: str, limit: int | None) -> ImageSet:
         label=f"{BUILTIN_LABEL}: {len(names)} {partition} crops of {photos}",
         root=None,
         skipped=[],
-        fingerprint=h.hexdigest()[:16],
+        fingerprint=content_fingerprint("builtin", partition, names, [], images),
     )

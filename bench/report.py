@@ -1,7 +1,7 @@
 """Reports built from the results store (never by solving): Table 1 as Markdown, the weight
 grid-search curves and Figures 3–6 as PNG.
 
-`write_table1(run_dir, out_dir, command)` writes, under `out_dir`:
+`write_table1(run_dir, out_dir)` writes, under `out_dir`:
 
 - ``table1.md``: our PSNR / SSIM per method and task (mean with a 95% t-interval over the test
   images), the paper-convention values (SPEC §6) beside the published Table 1, the selected
@@ -17,7 +17,6 @@ Rows are read with pandas from the CSV files the runner stores (`bench.runner.re
 
 from __future__ import annotations
 
-import datetime as _dt
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -395,9 +394,36 @@ def _selection_line(man: dict) -> str:
     )
 
 
+def split_methods(methods: list[str]) -> tuple[list[str], list[str]]:
+    """(Table 1's methods, the other registered variants such as the released-code ones)."""
+    from bench.methods import DEFAULT_METHODS
+
+    return [m for m in methods if m in DEFAULT_METHODS], [
+        m for m in methods if m not in DEFAULT_METHODS
+    ]
+
+
+def defect_text(method: str) -> str:
+    from bench.runner import _registry
+
+    m = _registry().get_method(method)
+    return getattr(m, "defect", None) or "a variant, not in the paper's table"
+
+
+def run_commands(man: dict) -> list[str]:
+    """Every command that added cells to a run, oldest first."""
+    return list(man.get("commands") or [man.get("command") or "(run from Python)"])
+
+
+def run_commands_line(man: dict) -> str:
+    cmds = run_commands(man)
+    if len(cmds) == 1:
+        return f"- **Run command**: `{cmds[0]}`"
+    return "- **Run commands** (each added cells to this run): " + "; ".join(f"`{c}`" for c in cmds)
+
+
 def render_table1(
     data: RunData | str | Path,
-    command: str | None = None,
     figures: dict[str, str] | None = None,
     grid_png: str | None = GRID_FILE,
 ) -> str:
@@ -407,12 +433,11 @@ def render_table1(
     summary = summary_frame(data)
     grid = grid_frame(data)
     methods, tasks = man["methods"], man["tasks"]
+    main, variants = split_methods(methods)
     labels = man.get("method_labels", {})
-    now = _dt.datetime.now().astimezone().isoformat(timespec="seconds")
     test = man.get("test_images") or {}
     n_images = test.get("count", 0)
     batches = max(1, math.ceil(n_images / config.EVAL_BATCH)) if n_images else 0
-    run_cmd = man.get("command") or "(run from Python)"
     lines = [
         f"# Table 1: image restoration on {man['dataset']} (preset `{man['preset']['name']}`)",
         "",
@@ -423,15 +448,12 @@ def render_table1(
         f"- **Solver**: {man['iters']} Adam iterations per solve (lr {man.get('lr')}; MAP "
         f"{config.MAP_LR}), seed {man['seed']}",
         f"- **Model**: {_model_line(man.get('model', {}))}",
-        f"- **Run command**: `{run_cmd}`",
-    ]
-    if command and command != run_cmd:
-        lines.append(f"- **Report command**: `{command}`")
-    lines += [
+        run_commands_line(man),
         f"- **Run**: `{man['run_id']}` (`{data.run_dir}`), started {man.get('created')}, "
         f"updated {man.get('updated')}"
         + ("" if man.get("complete") else " — **incomplete: rerun the command to finish**"),
-        f"- **Report written**: {now}",
+        f"- **Rebuild**: `bench report --run {man['run_id']}` rewrites this file from the stored "
+        "results, identically, without solving",
         f"- **Device**: {man.get('device_description') or man.get('device')}",
         "",
         f"## Our results: PSNR (dB) / SSIM, mean ± 95% interval over {n_images} test images",
@@ -439,8 +461,22 @@ def render_table1(
         "Standard PSNR (10·log10(255²/MSE) per image on 8-bit values) and SSIM (Gaussian "
         "window 11, σ 1.5, data range 255), both against the 5-bit clean target at 8 bits.",
         "",
-        ours_table(summary, methods, tasks, labels),
+        ours_table(summary, main, tasks, labels),
         "",
+    ]
+    if variants:
+        lines += [
+            "## Variants outside the paper's table",
+            "",
+            "Released-code variants reproduce a defect of the paper's code (SPEC §8) on the same "
+            "images and measurements: compare each with the corrected method's row above.",
+            "",
+            ours_table(summary, variants, tasks, labels),
+            "",
+        ]
+        lines += [f"- {labels.get(m, m)}: {defect_text(m)}" for m in variants]
+        lines.append("")
+    lines += [
         "## Paper convention beside the published Table 1",
         "",
         f"PSNR as the released code computed it: 20·log10(255 / MSE^¼) with the 5-bit MSE "
@@ -449,7 +485,7 @@ def render_table1(
         + "; SSIM as above. Published values (paper's convention, 192 CelebA test images) "
         "in parentheses.",
         "",
-        paper_table(summary, methods, tasks, labels),
+        paper_table(summary, main, tasks, labels),
         "",
         "## Selected weights",
         "",
@@ -611,8 +647,9 @@ def write_figure(
         ("target", inputs["target"][:n]),
         ("measurement", inputs["measurement"][:n]),
     ]
+    main, _ = split_methods(man["methods"])
     for rec in summary[summary.task == task].itertuples():
-        if rec.status not in ("ok", "failed") or not rec.cell:
+        if rec.method not in main or rec.status not in ("ok", "failed") or not rec.cell:
             continue
         imgs = read_restored(data.run_dir, rec.cell, task)
         w = None if math.isnan(rec.weight) else rec.weight
@@ -661,9 +698,7 @@ def _mosaic(rows: list[tuple[str, np.ndarray | None]], n: int, title: str):
 
 
 # ---- entry points ------------------------------------------------------------------------------
-def write_table1(
-    run_dir: str | Path, out_dir: str | Path = "reports", command: str | None = None
-) -> Path:
+def write_table1(run_dir: str | Path, out_dir: str | Path = "reports") -> Path:
     """Write table1.md, grid_search.png and Figures 3–6 of a stored run under `out_dir`;
     returns the path of table1.md."""
     data = load_run(run_dir)
@@ -679,7 +714,7 @@ def write_table1(
         if t not in figures:
             (out / figure_file(t)).unlink(missing_ok=True)
     path = out / TABLE1_FILE
-    atomic_write_text(path, render_table1(data, command, figures, GRID_FILE))
+    atomic_write_text(path, render_table1(data, figures, GRID_FILE))
     return path
 
 
@@ -687,7 +722,6 @@ def rebuild(
     results_dir: str | Path = "results",
     out_dir: str | Path = "reports",
     run_id: str | None = None,
-    command: str | None = None,
 ) -> Path:
     """`bench report`: the reports of a stored run (default the latest), without solving."""
-    return write_table1(find_run(results_dir, run_id), out_dir, command)
+    return write_table1(find_run(results_dir, run_id), out_dir)

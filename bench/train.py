@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 
 from bench import config
-from bench.atomic import atomic_write
+from bench.atomic import atomic_write, atomic_write_text
 from bench.config import Preset
 from bench.errors import CheckpointError
 from bench.flows import MultiScaleFlow, build_flow, flow_from_config
@@ -134,12 +134,17 @@ def train(
     force: bool = False,
     progress: bool = True,
     log=print,
+    batches_per_epoch: int | None = None,
 ) -> TrainResult:
     """Train (or resume training) the preset's flow and save it atomically to `checkpoint`.
 
     Paper settings (SPEC §2): Adam lr 1e-4, betas (0.5, 0.999), batch 32, mean NLL of the
     dequantized data. A checkpoint is written every epoch, every SAVE_EVERY_S seconds and on
-    Ctrl-C; rerunning the same command resumes from it."""
+    Ctrl-C; rerunning the same command resumes from it. The per-epoch history is also written
+    beside the checkpoint (`<name>.history.csv`).
+
+    `batches_per_epoch` stops every epoch after that many batches; 1 reproduces a DEFECT of the
+    released code (SPEC §8: its loop stopped each epoch after the first batch)."""
     from tqdm.auto import tqdm
 
     from bench.data import load_images, to_model
@@ -180,9 +185,17 @@ def train(
                 f"checkpoint {path} was trained on other files ({ckpt.get('dataset_label')}): "
                 f"pass --force to retrain or another --checkpoint"
             )
+        if ckpt.get("batches_per_epoch") != batches_per_epoch:
+            raise CheckpointError(
+                f"checkpoint {path} was trained with --batches-per-epoch "
+                f"{ckpt.get('batches_per_epoch') or 'all'}, not "
+                f"{batches_per_epoch or 'all'}: pass the same value, --force, or another "
+                "--checkpoint"
+            )
         flow.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
         epoch, step, history = ckpt["epoch"], ckpt.get("step", 0), ckpt.get("history", [])
+        write_history(history, path)
         if epoch >= preset.epochs:
             log(f"checkpoint {path} already holds {epoch} epochs: nothing to do (--force retrains)")
             flow.eval()
@@ -195,6 +208,8 @@ def train(
         raise CheckpointError(
             f"only {len(x_all)} training images: need at least {config.TRAIN_BATCH}"
         )
+    if batches_per_epoch is not None:
+        n_batches = min(n_batches, batches_per_epoch)
 
     def save(complete: bool = False) -> None:
         flow_fp = model_fingerprint(flow)
@@ -213,6 +228,7 @@ def train(
             "train_fingerprint": train_set.fingerprint,
             "valid_images": len(valid_set),
             "seed": seed,
+            "batches_per_epoch": batches_per_epoch,
             "fingerprint": flow_fp,
             "complete": complete,
             "torch": torch.__version__,
@@ -275,6 +291,7 @@ def train(
                 f"{seconds:.0f} s, {seen / max(seconds, 1e-9):.0f} images/s"
             )
             save(complete=epoch >= preset.epochs)
+            write_history(history, path)
             last_save = time.time()
     except KeyboardInterrupt:
         save()
@@ -282,6 +299,24 @@ def train(
         raise
     flow.eval()
     return TrainResult(flow, _meta(_read(path), path, flow), history)
+
+
+def history_path(checkpoint: str | Path) -> Path:
+    """Where the per-epoch history of a checkpoint is written: beside it, as CSV."""
+    checkpoint = Path(checkpoint)
+    return checkpoint.with_name(f"{checkpoint.stem}.history.csv")
+
+
+def write_history(history: list[dict], checkpoint: str | Path) -> Path | None:
+    """The per-epoch training history as CSV (small, committed with the results while the
+    checkpoint itself stays out of git)."""
+    import pandas as pd
+
+    if not history:
+        return None
+    path = history_path(checkpoint)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return atomic_write_text(path, pd.DataFrame(history).to_csv(index=False, float_format="%.6g"))
 
 
 def ensure_flow(

@@ -63,7 +63,7 @@ def stored(flow, tmp_path_factory):
         tasks="denoising,colorization",
     )
     out = tmp_path_factory.mktemp("reports")
-    path = report.write_table1(res.run_dir, out, command="bench report --test")
+    path = report.write_table1(res.run_dir, out)
     return res, out, path.read_text()
 
 
@@ -80,8 +80,7 @@ def test_table1_header_states_data_preset_model_command_date_device(stored):
     assert "coupling flow, width 8" in md and f"{flow_params():,} parameters" in md
     assert "fingerprint `feedc0ffee12`" in md and "4.987 bits/dim" in md
     assert "- **Run command**: `bench run --test`" in md
-    assert "- **Report command**: `bench report --test`" in md
-    assert "- **Report written**: 20" in md
+    assert f"- **Rebuild**: `bench report --run {man['run_id']}`" in md
     assert "- **Device**: cpu (" in md
 
 
@@ -131,12 +130,8 @@ def test_pngs_are_written(stored):
 
 def test_rebuilding_gives_the_same_report(stored, tmp_path):
     res, _, md = stored
-    again = report.write_table1(res.run_dir, tmp_path, command="bench report --test").read_text()
-
-    def strip(text):
-        return [line for line in text.splitlines() if "Report written" not in line]
-
-    assert strip(again) == strip(md)
+    again = report.write_table1(res.run_dir, tmp_path).read_text()
+    assert again == md  # byte for byte: no timestamp, no command of the rebuild
 
 
 def test_paper_convention_pools_batches_of_32():
@@ -204,3 +199,14 @@ def test_bench_report_command(stored, tmp_path):
     bad = CliRunner().invoke(main, ["report", "--results", str(tmp_path / "none")])
     assert bad.exit_code == 2 and bad.stderr.startswith("error: no Table 1 runs")
     assert len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_released_code_variants_get_their_own_section(flow, tmp_path):
+    res = run(flow, tmp_path, methods="glowip,map,map-released", tasks="denoising", weights="paper")
+    md = report.write_table1(res.run_dir, tmp_path / "reports").read_text()
+    ours, rest = md.split("## Variants outside the paper's table")
+    assert "| MAP |" in ours and "MAP (released sign)" not in ours
+    variants, convention = rest.split("## Paper convention beside the published Table 1")
+    assert "| MAP (released sign) |" in variants
+    assert "released code subtracts the NLL" in variants
+    assert "MAP (released sign)" not in convention.split("## Selected weights")[0]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from bench.cli import main
-from bench.cli.common import command_line, handle_errors
+from bench.cli.common import handle_errors
 
 
 @main.command()
@@ -34,7 +34,7 @@ def report(results_dir, out, run_id) -> None:
     from bench.runner import find_run
 
     run_dir = find_run(results_dir, run_id)
-    path = rep.write_table1(run_dir, out, command_line())
+    path = rep.write_table1(run_dir, out)
     click.echo(rep.console_table(run_dir))
     click.echo(f"run: {run_dir}")
     click.echo(f"report: {path} (with {Path(out) / rep.GRID_FILE} and Figures 3–6)")

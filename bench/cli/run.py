@@ -201,7 +201,7 @@ def run(
         log=click.echo,
         threads=threads,
     )
-    path = report.write_table1(result.run_dir, out, command_line())
+    path = report.write_table1(result.run_dir, out)
     click.echo("")
     click.echo(report.console_table(result.run_dir))
     click.echo(

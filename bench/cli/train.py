@@ -36,10 +36,27 @@ from bench.cli.common import (
 @click.option("--results", "results_dir", default="results", show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="retrain from scratch even if a checkpoint exists")
+@click.option(
+    "--batches-per-epoch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="stop every epoch after N batches; 1 reproduces the released code's training defect "
+    "(SPEC §8) [default: all batches]",
+)
 @device_option
 @handle_errors
 def train(
-    preset, dataset, data_root, arch, epochs, checkpoint, results_dir, seed, force, device
+    preset,
+    dataset,
+    data_root,
+    arch,
+    epochs,
+    checkpoint,
+    results_dir,
+    seed,
+    force,
+    batches_per_epoch,
+    device,
 ) -> None:
     """Train the paper's flow (Adam 1e-4, betas (0.5, 0.999), batch 32) with a preset's
     sizes; resumes from its checkpoint when rerun."""
@@ -60,6 +77,7 @@ def train(
         seed=seed,
         force=force,
         log=click.echo,
+        batches_per_epoch=batches_per_epoch,
     )
     m = result.meta
     click.echo(
