@@ -1253,6 +1253,7 @@ def _merge_manifest(
         "device": str(device),
         "device_description": describe_device(device),
         "command": command or old.get("command"),
+        "commands": _commands(old, command),
         "methods": methods,
         "tasks": task_names,
         "grids": grids,
@@ -1263,6 +1264,14 @@ def _merge_manifest(
         "selection": old.get("selection", {}),
         "complete": False,
     }
+
+
+def _commands(old: dict, command: str | None) -> list[str]:
+    """Every distinct command that added cells to the run, oldest first."""
+    cmds = list(old.get("commands") or ([old["command"]] if old.get("command") else []))
+    if command and command not in cmds:
+        cmds.append(command)
+    return cmds
 
 
 def _jsonable(v) -> bool:

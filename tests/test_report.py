@@ -50,7 +50,8 @@ META = {
 def run(flow, results, **kw):
     args = dict(preset=PRESET, dataset="builtin", device="cpu", progress=False, threads=1)
     args.update(kw)
-    return runner.run_table1(flow, META, results_dir=results, command="bench run --test", **args)
+    args.setdefault("command", "bench run --test")
+    return runner.run_table1(flow, META, results_dir=results, **args)
 
 
 @pytest.fixture(scope="module")
@@ -202,8 +203,12 @@ def test_bench_report_command(stored, tmp_path):
 
 
 def test_released_code_variants_get_their_own_section(flow, tmp_path):
-    res = run(flow, tmp_path, methods="glowip,map,map-released", tasks="denoising", weights="paper")
+    run(flow, tmp_path, methods="glowip,map", tasks="denoising", weights="paper")
+    res = run(
+        flow, tmp_path, methods="map-released", tasks="denoising", weights="paper", command="b2"
+    )
     md = report.write_table1(res.run_dir, tmp_path / "reports").read_text()
+    assert "- **Run commands** (each added cells to this run): `bench run --test`; `b2`" in md
     ours, rest = md.split("## Variants outside the paper's table")
     assert "| MAP |" in ours and "MAP (released sign)" not in ours
     variants, convention = rest.split("## Paper convention beside the published Table 1")

@@ -202,3 +202,23 @@ def test_ensure_flow_refuses_a_default_checkpoint_of_another_dataset(tmp_path):
         ensure_flow(TINY.with_(epochs=1), "celeba", results_dir=tmp_path, progress=False)
     flow, meta = ensure_flow(TINY.with_(epochs=1), "builtin", checkpoint=path, progress=False)
     assert meta["dataset"] == "builtin"
+
+
+def test_batches_per_epoch_and_history_csv(tmp_path):
+    import pandas as pd
+
+    from bench.train import history_path
+
+    path = tmp_path / "released.pt"
+    result = train(
+        TINY.with_(epochs=2), "builtin", checkpoint=path, progress=False, log=_quiet,
+        batches_per_epoch=1,
+    )  # fmt: skip
+    ckpt = torch.load(path, weights_only=False)
+    assert ckpt["batches_per_epoch"] == 1
+    # one batch of 32 per epoch, as in the released code's loop
+    assert [round(h["seconds"] * h["images_per_s"]) for h in result.history] == [32, 32]
+    hist = pd.read_csv(history_path(path))
+    assert list(hist.epoch) == [1, 2] and hist.val_bpd.notna().all()
+    with pytest.raises(CheckpointError, match="--batches-per-epoch 1, not all"):
+        train(TINY.with_(epochs=3), "builtin", checkpoint=path, progress=False, log=_quiet)
