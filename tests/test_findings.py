@@ -184,6 +184,31 @@ def test_claims_md_is_rebuilt_identically_and_states_its_sources(stored, tmp_pat
     assert "(paper: 37.72 / 0.918)" in one  # published Table 1 beside ours
 
 
+def test_seed_section_compares_runs_that_differ_only_in_seed(stored, flow, tmp_path):
+    res, results = stored
+    other = runner.run_table1(
+        flow,
+        {"fingerprint": "findings-test", "arch": "coupling", "hidden": 8},
+        PRESET,
+        "builtin",
+        methods="ours",
+        tasks="denoising",
+        weights="paper",
+        results_dir=results,
+        progress=False,
+        threads=1,
+        seed=1,
+    )
+    assert other.run_id != res.run_id
+    df = findings.seed_results(results, runner.read_manifest(res.run_dir))
+    ours = df[(df.method == "ours") & (df.task == "denoising")]
+    assert sorted(ours.seed) == [0, 1] and ours.psnr.nunique() == 2  # other noise, other mean
+    md = findings.write_claims(res.run_dir, results, tmp_path).read_text()
+    section = md.split("### Unseeded noise")[1]
+    assert "seed 0: PSNR / SSIM | seed 1: PSNR / SSIM" in section
+    assert "| denoising | Ours |" in section and "| colorization |" not in section
+
+
 def test_findings_command_with_realism(stored, flow, tmp_path):
     from click.testing import CliRunner
 
