@@ -479,11 +479,11 @@ def render_table1(
     lines += [
         "## Paper convention beside the published Table 1",
         "",
-        f"PSNR as the released code computed it: 20·log10(255 / MSE^¼) with the 5-bit MSE "
-        f"pooled over batches of {config.EVAL_BATCH} consecutive test images"
+        f"PSNR as the released code computed it: 20·log10(255 / MSE^¼), the MSE of the 5-bit "
+        f"images at 8 bits pooled over batches of {config.EVAL_BATCH} consecutive test images"
         + (f" ({batches} batch(es) here, averaged)" if batches else "")
-        + "; SSIM as above. Published values (paper's convention, 192 CelebA test images) "
-        "in parentheses.",
+        + "; it equals (PSNR_std + 48.13) / 2 for the pooled MSE (SPEC §6). SSIM as above. "
+        "Published values (paper's convention, 192 CelebA test images) in parentheses.",
         "",
         paper_table(summary, main, tasks, labels),
         "",

@@ -1010,6 +1010,9 @@ def run_table1(
         run_id = make_run_id(key, dataset, preset.name)
         run_dir = runs_root(results_dir) / run_id
         lock = acquire_run_lock(run_dir)
+        known_commands = (
+            _commands(read_manifest(run_dir), None) if (run_dir / MANIFEST).is_file() else []
+        )
         manifest = _merge_manifest(
             run_dir, key, run_id, plan, meta, test, select_set, device, command, flow
         )
@@ -1073,6 +1076,8 @@ def run_table1(
             if complete:
                 man["complete"] = True
                 man["last_seconds"] = round(time.perf_counter() - started, 3)
+                if not computed:  # a rerun that added nothing is not one of the run's commands
+                    man["commands"] = known_commands or man.get("commands", [])
             man["updated"] = _now()
             write_manifest(run_dir, man)
 

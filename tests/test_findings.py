@@ -100,7 +100,7 @@ def test_better_verdicts(psnr, ssim, verdict):
     [
         ((-0.3, 0.3), (-0.005, 0.005), "supported"),
         ((-0.3, 0.7), (-0.005, 0.005), "unresolved"),
-        ((0.6, 1.2), (-0.005, 0.005), "contradicted (a difference beyond the margin)"),
+        ((0.6, 1.2), (-0.005, 0.005), "contradicted (PSNR difference beyond the margin)"),
     ],
 )
 def test_tie_verdicts(psnr, ssim, verdict):
@@ -178,6 +178,7 @@ def test_claims_md_is_rebuilt_identically_and_states_its_sources(stored, tmp_pat
     assert "- **Run command**: `bench run --findings-test`" in one
     assert f"`bench findings --run {res.run_id}`" in one
     assert "| the solver beats CSGM (denoising, deblurring, inpainting) |" in one
+    assert "| denoising +" in one or "| denoising -" in one  # key numbers in the summary
     assert "glow (recompute)" in one and "`bench ablation --timing --x`" in one
     assert "Not computed: run `bench findings --realism`" in one
     assert "MAP (released sign) − MAP" in one and "Ours (released code: α = 0) − Ours" in one

@@ -70,19 +70,27 @@ def test_reference():
 
 
 def test_paper_psnr_formula_and_identity():
-    values = [1.0, 2.0, 3.0]
-    assert paper_psnr(values) == pytest.approx(20 * math.log10(255 / 2.0**0.25), abs=1e-12)
+    values = [1.0, 2.0, 3.0]  # per-image MSEs of the 5-bit values
+    assert paper_psnr(values) == pytest.approx(20 * math.log10(255 / (64 * 2.0) ** 0.25))
+    assert paper_psnr(values, units="5bit") == pytest.approx(20 * math.log10(255 / 2.0**0.25))
+    assert paper_psnr(values, units="5bit") - paper_psnr(values) == pytest.approx(
+        5 * math.log10(64)
+    )
     # pooled over the batch, not averaged per image
     assert paper_psnr([0.5, 1.5]) == pytest.approx(paper_psnr([1.0]))
     assert paper_psnr([0.0]) == math.inf
-    # == (PSNR_std with the 5-bit MSE + 48.13) / 2
-    for m in (0.3, 1.0, 7.5):
-        std = 10 * math.log10(255**2 / m)
-        assert paper_psnr([m]) == pytest.approx((std + PEAK_DB) / 2, abs=1e-12)
-        assert paper_psnr([m]) == pytest.approx((std + 48.13) / 2, abs=1e-3)
-    # end to end: an offset of one 5-bit level everywhere -> MSE5 = 1 -> 20 log10(255)
+    with pytest.raises(ValueError, match="units"):
+        paper_psnr(values, units="bits")
+    # SPEC §6: == (PSNR_std + 48.13) / 2, PSNR_std the standard PSNR of the pooled 8-bit MSE
+    rng = np.random.default_rng(0)
     x = reference(_images())
-    assert paper_psnr(mse5(x + 8, x)) == pytest.approx(PEAK_DB)
+    noisy = np.clip(x + rng.integers(-24, 25, x.shape), 0, 255)
+    m5 = mse5(noisy, x)
+    std = 10 * math.log10(255**2 / float(np.mean(m5) * 64))
+    assert paper_psnr(m5) == pytest.approx((std + PEAK_DB) / 2, abs=1e-12)
+    assert paper_psnr(m5) == pytest.approx((std + 48.13) / 2, abs=1e-3)
+    # end to end: one 5-bit level (8 at 8 bits) everywhere -> PSNR_std 30.07 -> 39.10
+    assert paper_psnr(mse5(x + 8, x)) == pytest.approx((10 * math.log10(255**2 / 64) + PEAK_DB) / 2)
 
 
 def test_mean_ci():
