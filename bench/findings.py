@@ -488,17 +488,24 @@ def _key_numbers(comps: list[dict]) -> str:
     return "; ".join(parts) or "—"
 
 
+def _p(p: float) -> str:
+    if math.isnan(p):
+        return "—"
+    return f"{p:.1e}" if p < 1e-3 else f"{p:.3f}"
+
+
 def _comparison_rows(comps: list[dict], labels: dict, claim: str = "") -> list[list[str]]:
     body = []
     for r in comps:
         name = f"{labels.get(r['a'], r['a'])} − {labels.get(r['b'], r['b'])}"
         if "psnr" not in r:
-            body.append([claim, r["task"], name, "—", "—", "—", "—", "—", r["verdict"]])
+            body.append([claim, r["task"], name, "—", "—", "—", "—", "—", "—", r["verdict"]])
             continue
         p, s = r["psnr"], r["ssim"]
         body.append(
             [claim, r["task"], name, _ci(p, 2), _boot(p, 2), _ci(s, 4), _boot(s, 4),
-             f"{p['wins']:.0%} / {s['wins']:.0%}", r.get("verdict", "")]
+             f"{p['wins']:.0%} / {s['wins']:.0%}", f"{_p(p['p'])} / {_p(s['p'])}",
+             r.get("verdict", "")]
         )  # fmt: skip
     return body
 
@@ -512,6 +519,7 @@ CMP_HEADER = [
     "Δ SSIM [t 95%]",
     "SSIM bootstrap 95%",
     "images a > b (PSNR / SSIM)",
+    "paired t-test p (PSNR / SSIM)",
     "verdict",
 ]
 
@@ -605,6 +613,23 @@ def _timing_section(results_dir: Path) -> tuple[list[str], str]:
             f"**{verdict}**.",
         ]
     return lines, verdict
+
+
+def _edge_notes(man: dict, summary, labels: dict) -> list[str]:
+    """Selections at the edge of their grid: the best weight may lie outside it."""
+    notes = []
+    for rec in summary[summary.status == "ok"].itertuples():
+        grid = sorted(w for w in man.get("grids", {}).get(rec.method, []) if w is not None)
+        if len(grid) < 2 or math.isnan(rec.weight) or rec.source != "valid grid":
+            continue
+        name = man.get("weight_names", {}).get(rec.method) or "weight"
+        if rec.weight in (grid[0], grid[-1]) and not (rec.weight == 0 == grid[0]):
+            side = "smallest" if rec.weight == grid[0] else "largest"
+            notes.append(
+                f"- {labels.get(rec.method, rec.method)} on {rec.task}: {name} = {rec.weight:g}, "
+                f"the {side} value of its grid {grid}: the best weight may lie beyond it"
+            )
+    return notes
 
 
 def _convention_section(data, summary, labels: dict) -> list[str]:
@@ -706,6 +731,10 @@ def render_claims(data, results_dir: str | Path) -> str:
     for c in claims:
         body += _comparison_rows(c["comparisons"], labels, c["claim"].text)
     lines += [_table(CMP_HEADER, body), ""]
+    edges = _edge_notes(man, summary, labels)
+    if edges:
+        lines += ["Weights selected at the edge of their grid (reported cells):", ""] + edges
+        lines.append("")
     lines += ["## Figure 1: which latent σ gives the most realistic samples", ""]
     lines += realism_lines + [""]
     lines += ["## Table 2: generation time, coupling permutations against 1×1 convolutions", ""]

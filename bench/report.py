@@ -544,7 +544,7 @@ def console_table(data: RunData | str | Path) -> str:
     return (
         "Our results: PSNR (dB) / SSIM, mean ± 95% interval\n\n"
         + ours_table(summary, man["methods"], man["tasks"], labels)
-        + "\n\nPaper convention (pooled 5-bit PSNR) beside the published values\n\n"
+        + "\n\nPaper convention (released code's pooled PSNR) beside the published values\n\n"
         + paper_table(summary, man["methods"], man["tasks"], labels)
         + "\n\nSelected weights\n\n"
         + weights_table(summary, man["methods"], man["tasks"], labels)
