@@ -379,13 +379,27 @@ def _sync(device: str) -> None:
 
 
 def estimate_seconds(
-    plan: Plan, device: str = "cpu", arch: str = "coupling", jobs: int = 1
+    plan: Plan,
+    device: str = "cpu",
+    arch: str = "coupling",
+    jobs: int = 1,
+    threads: int | None = None,
 ) -> float:
     """Estimated solve time of the whole plan on this device: 2 timed solver iterations of the
-    preset-width flow, scaled by images × iterations × cells (divided by `jobs`)."""
+    preset-width flow with each worker's `threads`, scaled by images × iterations × cells and
+    divided by `jobs`. Methods without a flow (BM3D) are not counted."""
+    import torch
+
     M = _registry()
     batch = max(1, min(plan.preset.test_images, config.EVAL_BATCH))
-    per_image_iter = time_solver_iteration(plan.preset.hidden, device, batch, arch)
+    before = torch.get_num_threads()
+    if threads is None:
+        threads = max(1, available_cores() // max(1, jobs))
+    torch.set_num_threads(threads)
+    try:
+        per_image_iter = time_solver_iteration(plan.preset.hidden, device, batch, arch)
+    finally:
+        torch.set_num_threads(before)
     cells = list(plan.grid_cells) + list(plan.fixed_cells)
     cells += (
         [Cell("test", m, t, None, "") for (m, t) in plan.to_select]
@@ -1010,9 +1024,7 @@ def run_table1(
         run_id = make_run_id(key, dataset, preset.name)
         run_dir = runs_root(results_dir) / run_id
         lock = acquire_run_lock(run_dir)
-        known_commands = (
-            _commands(read_manifest(run_dir), None) if (run_dir / MANIFEST).is_file() else []
-        )
+        before = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
         manifest = _merge_manifest(
             run_dir, key, run_id, plan, meta, test, select_set, device, command, flow
         )
@@ -1076,9 +1088,14 @@ def run_table1(
             if complete:
                 man["complete"] = True
                 man["last_seconds"] = round(time.perf_counter() - started, 3)
-                if not computed:  # a rerun that added nothing is not one of the run's commands
-                    man["commands"] = known_commands or man.get("commands", [])
-            man["updated"] = _now()
+                if not computed and before:
+                    # a rerun that added nothing leaves the run's record as it was (so its
+                    # reports do not change): not one of its commands, not an update
+                    for k in ("commands", "command", "updated", "last_seconds", "execution"):
+                        if k in before:
+                            man[k] = before[k]
+            if not (complete and not computed and before):
+                man["updated"] = _now()
             write_manifest(run_dir, man)
 
         record_selection({mt: w for mt, (w, _) in plan.fixed.items()})

@@ -446,3 +446,14 @@ def test_run_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path):
     # the same lock left by a process that is gone is taken over
     lock = acquire_run_lock(run_dir)
     assert lock.read_text() == str(os.getpid())
+
+
+def test_commands_are_recorded_and_a_noop_rerun_leaves_the_manifest_alone(flow, tmp_path):
+    first = run(flow, tmp_path, methods="glowip", tasks="denoising", command="bench run --a")
+    run(flow, tmp_path, methods="map", tasks="denoising", command="bench run --b")
+    path = first.run_dir / runner.MANIFEST
+    man = runner.read_manifest(first.run_dir)
+    assert man["commands"] == ["bench run --a", "bench run --b"]
+    before = path.read_bytes()
+    again = run(flow, tmp_path, methods="glowip,map", tasks="denoising", command="bench run --c")
+    assert again.computed == [] and path.read_bytes() == before

@@ -157,7 +157,9 @@ def run(
         else f"preset {p.name} (the paper's full protocol: no --preset given)"
     )
     click.echo(f"Table 1 on {dataset}, {what}: {plan.describe()}, {p.iters} iterations each")
-    est = runner.estimate_seconds(plan, dev, jobs=jobs if backend == "joblib" else 1)
+    est = runner.estimate_seconds(
+        plan, dev, jobs=jobs if backend == "joblib" else 1, threads=threads
+    )
     ckpt = (
         Path(checkpoint)
         if checkpoint
