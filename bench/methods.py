@@ -69,7 +69,8 @@ class Method:
     - `tasks`: the task names it supports (None: all), `skip_reason`: why others are skipped;
     - `needs_flow`: whether `restore` needs a trained flow;
     - `defect`: for variants that reproduce a defect of the released code (SPEC §8), what it is
-      (None for the methods of the protocol)."""
+      (None for the methods of the protocol);
+    - `ablation`: for variants that isolate one ingredient of a method, what they test."""
 
     name: str = ""
     label: str = ""
@@ -80,6 +81,7 @@ class Method:
     lr: float = config.SOLVER_LR
     betas: tuple[float, float] = config.SOLVER_BETAS
     defect: str | None = None
+    ablation: str | None = None
 
     # -- declarations ------------------------------------------------------------------------
     def grid(self, preset) -> tuple:
@@ -242,6 +244,22 @@ class Ours(FlowMethod):
         return f
 
 
+class L1FromZero(Ours):
+    """Ablation, not in the paper: the solver's L1 data term alone (α = 0) started from z0 = 0,
+    as GlowIP starts. Against 'glowip' (squared L2 from z0 = 0; the grid picks γ = 0 at CPU
+    scale) it isolates the data term; against 'ours-released' (L1 from z0 ~ N(0, 0.1² I)) the
+    initial latent."""
+
+    init_std = 0.0
+
+    def __init__(self):
+        super().__init__(released_code=True)
+        self.name = "l1-z0"
+        self.label = "L1 fit from z₀ = 0 (ablation)"
+        self.defect = None
+        self.ablation = "the solver's L1 fit without its prior term, from GlowIP's z₀ = 0"
+
+
 # ---- registry ----------------------------------------------------------------------------------
 METHODS: dict[str, Method] = {}
 
@@ -284,6 +302,7 @@ def default_methods() -> list[Method]:
 
 register(Ours())
 register(Ours(released_code=True))
+register(L1FromZero())
 
 __all__ = [
     "DEFAULT_METHODS",

@@ -407,7 +407,11 @@ def defect_text(method: str) -> str:
     from bench.runner import _registry
 
     m = _registry().get_method(method)
-    return getattr(m, "defect", None) or "a variant, not in the paper's table"
+    return (
+        getattr(m, "defect", None)
+        or (f"ablation: {m.ablation}" if getattr(m, "ablation", None) else None)
+        or "a variant, not in the paper's table"
+    )
 
 
 def run_commands(man: dict) -> list[str]:

@@ -15,7 +15,7 @@ from bench import config, findings, runner
 from bench.flows import build_flow
 
 PRESET = config.get_preset("smoke").with_(test_images=4, iters=3)
-METHODS = "csgm,glowip,map,bm3d,ours,map-released,ours-released"
+METHODS = "csgm,glowip,map,bm3d,ours,map-released,ours-released,l1-z0"
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -183,6 +183,10 @@ def test_claims_md_is_rebuilt_identically_and_states_its_sources(stored, tmp_pat
     assert "Not computed: run `bench findings --realism`" in one
     assert "MAP (released sign) − MAP" in one and "Ours (released code: α = 0) − Ours" in one
     assert "(paper: 37.72 / 0.918)" in one  # published Table 1 beside ours
+    ablation = one.split("## What makes the solver better than GlowIP")[1].split("\n## ")[0]
+    assert "L1 fit from z₀ = 0 (ablation) − GlowIP" in ablation
+    assert "Ours (released code: α = 0) − L1 fit from z₀ = 0 (ablation)" in ablation
+    assert "Ours − Ours (released code: α = 0)" in ablation
 
 
 def test_seed_section_compares_runs_that_differ_only_in_seed(stored, flow, tmp_path):
