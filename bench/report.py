@@ -472,8 +472,9 @@ def render_table1(
         lines += [
             "## Variants outside the paper's table",
             "",
-            "Released-code variants reproduce a defect of the paper's code (SPEC §8) on the same "
-            "images and measurements: compare each with the corrected method's row above.",
+            "Released-code variants reproduce a defect of the paper's code (SPEC §8), ablations "
+            "isolate one ingredient of a method; both ran on the same images and measurements as "
+            "the rows above.",
             "",
             ours_table(summary, variants, tasks, labels),
             "",
