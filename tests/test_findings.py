@@ -242,3 +242,13 @@ def test_findings_command_with_realism(stored, flow, tmp_path):
         main, ["findings", "--results", str(results), "--realism", "--checkpoint", "nope.pt"]
     )
     assert missing.exit_code == 2 and "checkpoint 'nope.pt' is missing" in missing.output
+
+
+def test_findings_without_a_run_is_a_one_line_error(tmp_path):
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    out = CliRunner().invoke(main, ["findings", "--results", str(tmp_path / "none")])
+    assert out.exit_code == 2 and "no Table 1 runs" in out.output
+    assert "Traceback" not in out.output
