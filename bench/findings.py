@@ -27,6 +27,7 @@ import numpy as np
 
 from bench import config
 from bench.atomic import atomic_write_text
+from bench.report import md_table
 
 CONFIDENCE = 0.95
 BOOTSTRAP_RESAMPLES = 10_000
@@ -167,9 +168,10 @@ def compare(cells: dict, a: str, b: str, task: str) -> dict | None:
     }
 
 
-def claim_results(data) -> list[dict]:
-    """Every claim of CLAIMS with its per-task comparisons and verdicts."""
-    cells = _test_cells(data)
+def claim_results(data, cells: dict | None = None) -> list[dict]:
+    """Every claim of CLAIMS with its per-task comparisons and verdicts (`cells`: the run's
+    test cells from `_test_cells`, read once by the caller that needs them several times)."""
+    cells = _test_cells(data) if cells is None else cells
     out = []
     for c in CLAIMS:
         comps = []
@@ -196,12 +198,12 @@ def claim_results(data) -> list[dict]:
     return out
 
 
-def ablation_results(data) -> list[dict]:
-    """The steps from GlowIP to the solver, one ingredient at a time (needs 'l1-z0' and
-    'ours-released' in the run)."""
-    cells = _test_cells(data)
+def pair_results(data, pairs, cells: dict | None = None) -> list[dict]:
+    """Method a against method b on every task of the run where both ran, for each
+    (a, b, what) of `pairs`; each result carries its `what`."""
+    cells = _test_cells(data) if cells is None else cells
     out = []
-    for a, b, what in ABLATION:
+    for a, b, what in pairs:
         for t in data.manifest["tasks"]:
             r = compare(cells, a, b, t)
             if r is not None:
@@ -210,16 +212,15 @@ def ablation_results(data) -> list[dict]:
     return out
 
 
-def defect_results(data) -> list[dict]:
-    cells = _test_cells(data)
-    out = []
-    for variant, base, what in DEFECTS:
-        for t in data.manifest["tasks"]:
-            r = compare(cells, variant, base, t)
-            if r is not None:
-                r["what"] = what
-                out.append(r)
-    return out
+def ablation_results(data, cells: dict | None = None) -> list[dict]:
+    """The steps from GlowIP to the solver, one ingredient at a time (needs 'l1-z0' and
+    'ours-released' in the run)."""
+    return pair_results(data, ABLATION, cells)
+
+
+def defect_results(data, cells: dict | None = None) -> list[dict]:
+    """Each released-code variant against the method it corrupts."""
+    return pair_results(data, DEFECTS, cells)
 
 
 # ---- unseeded noise (SPEC §8) ------------------------------------------------------------------
@@ -281,7 +282,7 @@ def _seed_section(results_dir: Path, manifest: dict) -> list[str]:
         f"(runs {runs}) show how far a Table 1 mean moves with the noise draw alone, against "
         "the 95% half-width of one run's mean:",
         "",
-        _table(
+        md_table(
             ["task", "method"]
             + [f"seed {s}: PSNR / SSIM" for s in seeds]
             + ["PSNR spread dB", "PSNR 95% half-width", "SSIM spread"],
@@ -495,12 +496,6 @@ def _boot(r: dict, digits: int) -> str:
     return f"[{f.format(r['boot_lo'])}, {f.format(r['boot_hi'])}]"
 
 
-def _table(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(row) + " |" for row in body]
-    return "\n".join(lines)
-
-
 def _key_numbers(comps: list[dict]) -> str:
     parts = [
         f"{r['task']} {r['psnr']['mean']:+.2f} / {r['ssim']['mean']:+.3f}"
@@ -577,7 +572,7 @@ def _realism_section(results_dir: Path) -> tuple[list[str], str]:
             [name, f"{r.fd:.2f} [{r.fd_lo:.2f}, {r.fd_hi:.2f}]",
              f"{r.hf_ratio:.2f} [{r.hf_lo:.2f}, {r.hf_hi:.2f}]"]
         )  # fmt: skip
-    lines.append(_table(["samples", "Fréchet distance [95%]", "HF energy ratio [95%]"], body))
+    lines.append(md_table(["samples", "Fréchet distance [95%]", "HF energy ratio [95%]"], body))
     samples = df[df.set == "samples"]
     best = samples.loc[samples.fd.idxmin()]
     diff = df[df.set == "best in range − best outside"]
@@ -620,7 +615,7 @@ def _timing_section(results_dir: Path) -> tuple[list[str], str]:
         for r in rows
     ]  # fmt: skip
     lines.append(
-        _table(["timed", "glow mode", "glow ms", "coupling ms", "glow / coupling [95%]"], body)
+        md_table(["timed", "glow mode", "glow ms", "coupling ms", "glow / coupling [95%]"], body)
     )
     paper = [r for r in rows if r["section"] == "generation" and r["mode"] == "recompute"]
     verdict = "not measured"
@@ -682,7 +677,7 @@ def _convention_section(data, summary, labels: dict) -> list[str]:
         "display (x5 · 8) would add 5·log10(64) = 9.03 dB to every entry. "
         "Gaps between Ours and each method, in both conventions:",
         "",
-        _table(
+        md_table(
             [
                 "task",
                 "gap",
@@ -710,7 +705,8 @@ def render_claims(data, results_dir: str | Path) -> str:
     man = data.manifest
     labels = man.get("method_labels", {})
     summary = summary_frame(data)
-    claims = claim_results(data)
+    cells = _test_cells(data)
+    claims = claim_results(data, cells)
     realism_lines, realism_verdict = _realism_section(results_dir)
     timing_lines, timing_verdict = _timing_section(results_dir)
     lines = [
@@ -745,14 +741,16 @@ def render_claims(data, results_dir: str | Path) -> str:
          timing_verdict, "see below"]
     )  # fmt: skip
     lines += [
-        _table(["claim of the paper", "our run", "Δ PSNR dB / Δ SSIM (a − b, mean)"], summary_rows),
+        md_table(
+            ["claim of the paper", "our run", "Δ PSNR dB / Δ SSIM (a − b, mean)"], summary_rows
+        ),
         "",
     ]
     lines += ["## Table 1 claims: paired per-image differences", ""]
     body = []
     for c in claims:
         body += _comparison_rows(c["comparisons"], labels, c["claim"].text)
-    lines += [_table(CMP_HEADER, body), ""]
+    lines += [md_table(CMP_HEADER, body), ""]
     edges = _edge_notes(man, summary, labels)
     if edges:
         lines += ["Weights selected at the edge of their grid (reported cells):", ""] + edges
@@ -761,7 +759,7 @@ def render_claims(data, results_dir: str | Path) -> str:
     lines += realism_lines + [""]
     lines += ["## Table 2: generation time, coupling permutations against 1×1 convolutions", ""]
     lines += timing_lines + [""]
-    ablation = ablation_results(data)
+    ablation = ablation_results(data, cells)
     if any(r["a"] == "l1-z0" for r in ablation):
         gw = summary[(summary.method == "glowip")]
         gammas = ", ".join(
@@ -774,7 +772,7 @@ def render_claims(data, results_dir: str | Path) -> str:
             "latent (z₀ ~ N(0, 0.1² I), not 0) and its prior term (α·L(z), not γ‖z‖²). Each row "
             f"changes one of them (GlowIP at its selected weight: {gammas}):",
             "",
-            _table(
+            md_table(
                 CMP_HEADER[1:-1] + ["ingredient"],
                 [row[1:-1] + [r["what"]] for r, row in
                  zip(ablation, _comparison_rows(ablation, labels), strict=True)],
@@ -796,14 +794,14 @@ def render_claims(data, results_dir: str | Path) -> str:
         "## Defects of the released code (SPEC §8), measured",
         "",
     ]
-    defects = defect_results(data)
+    defects = defect_results(data, cells)
     lines += ["### Released-code variants", ""]
     if defects:
         lines += [
             "Each released-code variant against the method it corrupts, same test images and "
             "measurements (variant − corrected):",
             "",
-            _table(CMP_HEADER[1:-1] + ["defect"],
+            md_table(CMP_HEADER[1:-1] + ["defect"],
                    [row[1:-1] + [r["what"]] for r, row in
                     zip(defects, _comparison_rows(defects, labels), strict=True)]),
             "",

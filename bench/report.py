@@ -248,7 +248,8 @@ def _status_text(rec) -> str:
     return ""
 
 
-def _md_table(header: list[str], body: list[list[str]]) -> str:
+def md_table(header: list[str], body: list[list[str]]) -> str:
+    """A Markdown table (header row, separator, one row per list of cell texts)."""
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
     return "\n".join(lines)
@@ -269,7 +270,7 @@ def ours_table(summary, methods: list[str], tasks: list[str], labels: dict) -> s
                 or (f"{_pm(rec.psnr, rec.psnr_ci, 2)} / {_pm(rec.ssim, rec.ssim_ci, 3)}")
             )
         body.append(row)
-    return _md_table(["method"] + [_task_title(t) for t in tasks], body)
+    return md_table(["method"] + [_task_title(t) for t in tasks], body)
 
 
 def paper_table(summary, methods: list[str], tasks: list[str], labels: dict) -> str:
@@ -286,7 +287,7 @@ def paper_table(summary, methods: list[str], tasks: list[str], labels: dict) -> 
             ours = _status_text(rec) or f"{_num(rec.paper_psnr, 2)} / {_num(rec.ssim, 3)}"
             row.append(f"{ours} (paper: {pub})")
         body.append(row)
-    return _md_table(["method"] + [_task_title(t) for t in tasks], body)
+    return md_table(["method"] + [_task_title(t) for t in tasks], body)
 
 
 def weights_table(summary, methods: list[str], tasks: list[str], labels: dict) -> str:
@@ -307,7 +308,7 @@ def weights_table(summary, methods: list[str], tasks: list[str], labels: dict) -
                 w = None if math.isnan(rec.weight) else rec.weight
                 row.append(f"{_weight_text(rec.weight_name, w)} ({rec.source})")
         body.append(row)
-    return _md_table(["method"] + [_task_title(t) for t in tasks], body)
+    return md_table(["method"] + [_task_title(t) for t in tasks], body)
 
 
 def grid_tables(
@@ -336,7 +337,7 @@ def grid_tables(
             body.append(row)
         parts.append(
             f"**{_task_title(t)}**\n\n"
-            + _md_table(["method"] + [format_weight(w) for w in weights], body)
+            + md_table(["method"] + [format_weight(w) for w in weights], body)
         )
     return "\n\n".join(parts)
 
