@@ -393,9 +393,7 @@ def estimate_seconds(
     M = _registry()
     batch = max(1, min(plan.preset.test_images, config.EVAL_BATCH))
     before = torch.get_num_threads()
-    if threads is None:
-        threads = max(1, available_cores() // max(1, jobs))
-    torch.set_num_threads(threads)
+    torch.set_num_threads(default_threads(jobs) if threads is None else threads)
     try:
         per_image_iter = time_solver_iteration(plan.preset.hidden, device, batch, arch)
     finally:
@@ -742,6 +740,11 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def default_threads(jobs: int) -> int:
+    """Torch threads per worker when `jobs` workers share this machine's cores."""
+    return max(1, available_cores() // max(1, jobs))
+
+
 def _in_dask_worker() -> bool:
     if "distributed" not in sys.modules:
         return False
@@ -758,7 +761,7 @@ def _dask_worker_threads() -> int:
     from distributed import get_worker
 
     nthreads = getattr(get_worker(), "nthreads", None) or getattr(get_worker().state, "nthreads", 1)
-    return max(1, available_cores() // max(1, int(nthreads)))
+    return default_threads(int(nthreads))
 
 
 # ---- executors ---------------------------------------------------------------------------------
@@ -981,7 +984,7 @@ def run_table1(
     ):
         raise BenchError(f"--threads must be a positive integer, not {threads!r}")
     if threads is None and backend == "joblib":
-        threads = max(1, available_cores() // jobs)
+        threads = default_threads(jobs)
     client = connect_dask(scheduler) if backend == "dask" else None
     lock: Path | None = None
     try:
@@ -1026,7 +1029,7 @@ def run_table1(
         lock = acquire_run_lock(run_dir)
         before = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
         manifest = _merge_manifest(
-            run_dir, key, run_id, plan, meta, test, select_set, device, command, flow
+            before, key, run_id, plan, meta, test, select_set, device, command, flow
         )
         manifest["execution"] = {
             "backend": backend,
@@ -1114,9 +1117,10 @@ def run_table1(
                 file=sys.stderr,
                 dynamic_ncols=True,
             )
-        try:
+
+        def run_wave(cells: list[Cell]) -> None:
             _execute(
-                wave1,
+                cells,
                 stages,
                 flow,
                 payload_fn,
@@ -1129,6 +1133,9 @@ def run_table1(
                 store,
                 bar,
             )
+
+        try:
+            run_wave(wave1)
             chosen = select_weights(read_cells(run_dir), plan)
             record_selection(chosen)
             wave2: list[Cell] = []
@@ -1145,20 +1152,7 @@ def run_table1(
                 if bar is not None:
                     bar.total = bar.n + len(wave2)
                     bar.refresh()
-                _execute(
-                    wave2,
-                    stages,
-                    flow,
-                    payload_fn,
-                    ctx,
-                    jobs,
-                    threads,
-                    backend,
-                    client,
-                    progress,
-                    store,
-                    bar,
-                )
+                run_wave(wave2)
         finally:
             if bar is not None:
                 bar.close()
@@ -1223,7 +1217,7 @@ def acquire_run_lock(run_dir: Path) -> Path:
 
 
 def _merge_manifest(
-    run_dir: Path,
+    old: dict,
     key: dict,
     run_id: str,
     plan: Plan,
@@ -1235,8 +1229,7 @@ def _merge_manifest(
     flow,
 ) -> dict:
     """The run's manifest, merged with the one already there (a rerun with other methods or
-    tasks adds to the same run)."""
-    old = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
+    tasks adds to the same run); `old` is the manifest already there ({} for a new run)."""
     methods = _ordered(list(old.get("methods", [])) + plan.methods, _registry().DEFAULT_METHODS)
     from bench import tasks as T
 
