@@ -92,3 +92,23 @@ def data_options(fn):
         help="celeba, or builtin: scikit-image photographs bundled offline (not CelebA)",
     )(fn)
     return fn
+
+
+def stored_run_options(fn):
+    """--results, --out and --run: the commands that read a stored Table 1 run and write
+    reports from it (`bench report`, `bench findings`)."""
+    fn = click.option(
+        "--run",
+        "run_id",
+        default=None,
+        metavar="RUN_ID",
+        help="run id (or a unique prefix) under RESULTS/runs [default: the latest run]",
+    )(fn)
+    fn = click.option("--out", default="reports", show_default=True, help="reports folder")(fn)
+    return click.option(
+        "--results",
+        "results_dir",
+        default="results",
+        show_default=True,
+        help="results store written by `bench run` and `bench ablation --timing`",
+    )(fn)

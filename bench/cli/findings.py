@@ -5,25 +5,17 @@ from __future__ import annotations
 import click
 
 from bench.cli import main
-from bench.cli.common import command_line, device_option, handle_errors, resolve_device
+from bench.cli.common import (
+    command_line,
+    device_option,
+    handle_errors,
+    resolve_device,
+    stored_run_options,
+)
 
 
 @main.command()
-@click.option(
-    "--results",
-    "results_dir",
-    default="results",
-    show_default=True,
-    help="results store written by `bench run` (and `bench ablation --timing`)",
-)
-@click.option("--out", default="reports", show_default=True, help="reports folder")
-@click.option(
-    "--run",
-    "run_id",
-    default=None,
-    metavar="RUN_ID",
-    help="run id (or a unique prefix) under RESULTS/runs [default: the latest run]",
-)
+@stored_run_options
 @click.option(
     "--realism",
     is_flag=True,

@@ -5,25 +5,11 @@ from __future__ import annotations
 import click
 
 from bench.cli import main
-from bench.cli.common import handle_errors
+from bench.cli.common import handle_errors, stored_run_options
 
 
 @main.command()
-@click.option(
-    "--results",
-    "results_dir",
-    default="results",
-    show_default=True,
-    help="results store written by `bench run`",
-)
-@click.option("--out", default="reports", show_default=True, help="reports folder")
-@click.option(
-    "--run",
-    "run_id",
-    default=None,
-    metavar="RUN_ID",
-    help="run id (or a unique prefix) under RESULTS/runs [default: the latest run]",
-)
+@stored_run_options
 @handle_errors
 def report(results_dir, out, run_id) -> None:
     """Rebuild every report from stored results, identically and without solving:
