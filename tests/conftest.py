@@ -39,6 +39,29 @@ def celeba_root() -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module of tiny solves: they gain nothing from threads, and
+    OpenMP threads spinning against other processes on a small shared CPU make them many times
+    slower; results are compared within one thread setting. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def tiny_flow(seed: int = 0):
+    """A width-8 coupling flow with ActNorm initialised on random images, in eval mode."""
+    from bench.flows import build_flow
+
+    torch.manual_seed(seed)
+    flow = build_flow("coupling", hidden=8)
+    g = torch.Generator().manual_seed(seed)
+    flow.initialize(torch.rand(16, 3, 32, 32, generator=g) * 2 - 1)
+    return flow.eval()
+
+
 @pytest.fixture(autouse=True)
 def _torch_seed():
     torch.manual_seed(0)

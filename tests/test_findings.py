@@ -9,29 +9,21 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import tiny_flow
 from scipy import stats
 
 from bench import config, findings, runner
-from bench.flows import build_flow
 
 PRESET = config.get_preset("smoke").with_(test_images=4, iters=3)
 METHODS = "csgm,glowip,map,bm3d,ours,map-released,ours-released,l1-z0"
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def flow():
-    torch.manual_seed(0)
-    flow = build_flow("coupling", hidden=8)
-    flow.initialize(torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1)
-    return flow.eval()
+    return tiny_flow()
 
 
 @pytest.fixture(scope="module")

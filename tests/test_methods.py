@@ -30,14 +30,7 @@ NAMES = ["182638.jpg", "182639.jpg"]
 ITERS = 5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One intra-op thread: on a small shared CPU, OpenMP threads spinning against other
-    processes make these tiny solves many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

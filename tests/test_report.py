@@ -8,8 +8,8 @@ import math
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
+from conftest import tiny_flow
 
 from bench import config, metrics, report, runner
 from bench.errors import BenchError
@@ -20,20 +20,12 @@ PRESET = config.get_preset("smoke").with_(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def flow():
-    torch.manual_seed(0)
-    flow = build_flow("coupling", hidden=8)
-    flow.initialize(torch.rand(16, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1)
-    return flow.eval()
+    return tiny_flow()
 
 
 META = {

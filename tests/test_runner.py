@@ -12,12 +12,11 @@ import os
 
 import numpy as np
 import pytest
-import torch
 from click.testing import CliRunner
+from conftest import tiny_flow
 
 from bench import config, runner
 from bench.errors import BenchError
-from bench.flows import build_flow
 
 PRESET = config.get_preset("smoke").with_(
     test_images=2, select_images=2, iters=3, gamma_grid=(0.0, 0.1), alpha_grid=(0.002, 0.02)
@@ -25,27 +24,12 @@ PRESET = config.get_preset("smoke").with_(
 METRIC_COLUMNS = ["psnr", "ssim", "mse5", "loss", "diverged"]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Tiny solves gain nothing from intra-op threads, and a busy 2-core machine makes them
-    very slow; results are compared within one thread setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-def make_flow(seed: int = 0):
-    torch.manual_seed(seed)
-    flow = build_flow("coupling", hidden=8)
-    g = torch.Generator().manual_seed(seed)
-    flow.initialize(torch.rand(16, 3, 32, 32, generator=g) * 2 - 1)
-    return flow.eval()
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
 def flow():
-    return make_flow()
+    return tiny_flow()
 
 
 def run(flow, results, **kw):
@@ -243,7 +227,7 @@ def test_force_recomputes_and_runs_are_deterministic(flow, tmp_path, monkeypatch
     # another seed or another model is another run
     assert run(flow, tmp_path / "a", seed=1, **kw).run_id != a.run_id
     other = runner.run_table1(
-        make_flow(1), None, PRESET, results_dir=tmp_path / "a", progress=False, threads=1, **kw
+        tiny_flow(1), None, PRESET, results_dir=tmp_path / "a", progress=False, threads=1, **kw
     )
     assert other.run_id != a.run_id
 

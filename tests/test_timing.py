@@ -16,13 +16,7 @@ from bench.flows import InvConv1x1, build_flow
 SMALL = dict(hidden=8, steps=(1, 1, 2))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny flows run faster (and steadier on a busy machine) on one thread."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _perturbed_glow(seed: int = 0):
