@@ -231,21 +231,20 @@ def seed_results(results_dir: str | Path, manifest: dict):
     import pandas as pd
 
     from bench.report import load_run, summary_frame
-    from bench.runner import list_runs
+    from bench.runner import list_runs, read_manifest
 
     model = (manifest.get("model") or {}).get("fingerprint")
     key = manifest.get("key", {})
     rows = []
     for run_dir in list_runs(results_dir):
-        data = load_run(run_dir)
-        man = data.manifest
+        man = read_manifest(run_dir)  # the rows are read only for the runs that qualify
         k = man.get("key", {})
         same = all(k.get(f) == key.get(f) for f in ("dataset", "test_images", "preset"))
-        if man.get("weights") != "paper" or (man.get("model") or {}).get("fingerprint") != model:
+        if not same or man.get("weights") != "paper":
             continue
-        if not same:
+        if (man.get("model") or {}).get("fingerprint") != model:
             continue
-        for rec in summary_frame(data).itertuples():
+        for rec in summary_frame(load_run(run_dir)).itertuples():
             if rec.status != "ok":
                 continue
             rows.append(
