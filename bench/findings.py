@@ -27,6 +27,7 @@ import numpy as np
 
 from bench import config
 from bench.atomic import atomic_write_text
+from bench.metrics import mean_ci
 from bench.report import md_table
 
 CONFIDENCE = 0.95
@@ -93,8 +94,8 @@ def paired(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:
            "boot_hi": math.nan, "wins": math.nan, "p": math.nan}  # fmt: skip
     if n < 2 or not np.isfinite(d).all():
         return out
-    mean, sem = float(d.mean()), float(d.std(ddof=1) / math.sqrt(n))
-    half = float(stats.t.ppf(0.5 + CONFIDENCE / 2, n - 1) * sem)
+    mean, half = mean_ci(d, CONFIDENCE)
+    sem = float(d.std(ddof=1) / math.sqrt(n))
     out.update(mean=mean, lo=mean - half, hi=mean + half, wins=float((d > 0).mean()))
     if sem > 0:
         out["p"] = float(2 * stats.t.sf(abs(mean) / sem, n - 1))
@@ -365,8 +366,9 @@ def realism(
     for r in tqdm(range(repeats), desc="realism draws", disable=not progress):
         perm = rng.permutation(2 * n)
         set_a, set_b = real[perm[:n]], real[perm[n:]]
-        mu, basis = _pca_basis(flat(set_a), REALISM_COMPONENTS)
-        fa, hf_a = (flat(set_a) - mu) @ basis, hf_energy(set_a).mean()
+        pixels_a = flat(set_a)
+        mu, basis = _pca_basis(pixels_a, REALISM_COMPONENTS)
+        fa, hf_a = (pixels_a - mu) @ basis, hf_energy(set_a).mean()
         with torch.no_grad():
             samples = sample_grid(flow, stds, per_row=n, seed=seed * 100_003 + r).numpy()
         row = {"real B": (frechet((flat(set_b) - mu) @ basis, fa), hf_energy(set_b).mean() / hf_a)}
@@ -375,14 +377,7 @@ def realism(
         draws.append(row)
 
     def summary(v: np.ndarray) -> tuple[float, float, float]:
-        from scipy import stats
-
-        m = float(v.mean())
-        if v.size < 2:
-            return m, math.nan, math.nan
-        half = float(
-            stats.t.ppf(0.5 + CONFIDENCE / 2, v.size - 1) * v.std(ddof=1) / math.sqrt(v.size)
-        )
+        m, half = mean_ci(v, CONFIDENCE)
         return m, m - half, m + half
 
     rows = []
