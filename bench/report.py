@@ -30,6 +30,7 @@ from bench.runner import (
     read_cells,
     read_inputs,
     read_manifest,
+    run_commands,
     weight_key,
 )
 
@@ -415,13 +416,8 @@ def defect_text(method: str) -> str:
     )
 
 
-def run_commands(man: dict) -> list[str]:
-    """Every command that added cells to a run, oldest first."""
-    return list(man.get("commands") or [man.get("command") or "(run from Python)"])
-
-
 def run_commands_line(man: dict) -> str:
-    cmds = run_commands(man)
+    cmds = run_commands(man) or ["(run from Python)"]
     if len(cmds) == 1:
         return f"- **Run command**: `{cmds[0]}`"
     return "- **Run commands** (each added cells to this run): " + "; ".join(f"`{c}`" for c in cmds)

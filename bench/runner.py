@@ -1268,7 +1268,7 @@ def _merge_manifest(
         "device": str(device),
         "device_description": describe_device(device),
         "command": command or old.get("command"),
-        "commands": _commands(old, command),
+        "commands": run_commands(old, command),
         "methods": methods,
         "tasks": task_names,
         "grids": grids,
@@ -1281,8 +1281,9 @@ def _merge_manifest(
     }
 
 
-def _commands(old: dict, command: str | None) -> list[str]:
-    """Every distinct command that added cells to the run, oldest first."""
+def run_commands(old: dict, command: str | None = None) -> list[str]:
+    """Every distinct command recorded in a run's manifest `old` (older manifests hold only
+    'command'), oldest first, plus `command` when it is new."""
     cmds = list(old.get("commands") or ([old["command"]] if old.get("command") else []))
     if command and command not in cmds:
         cmds.append(command)
