@@ -409,7 +409,6 @@ def realism(
 
 def write_realism(df, meta: dict, results_dir: str | Path) -> Path:
     results_dir = Path(results_dir)
-    results_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_text(results_dir / REALISM_META, json.dumps(meta, indent=2) + "\n")
     atomic_write_text(results_dir / REALISM_FILE, df.to_csv(index=False, float_format="%.6g"))
     return results_dir / REALISM_FILE
@@ -815,8 +814,6 @@ def write_claims(
 ) -> Path:
     from bench.report import load_run
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / CLAIMS_FILE
-    atomic_write_text(path, render_claims(load_run(run_dir), results_dir))
-    return path
+    return atomic_write_text(
+        Path(out_dir) / CLAIMS_FILE, render_claims(load_run(run_dir), results_dir)
+    )

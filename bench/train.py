@@ -314,9 +314,9 @@ def write_history(history: list[dict], checkpoint: str | Path) -> Path | None:
 
     if not history:
         return None
-    path = history_path(checkpoint)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    return atomic_write_text(path, pd.DataFrame(history).to_csv(index=False, float_format="%.6g"))
+    return atomic_write_text(
+        history_path(checkpoint), pd.DataFrame(history).to_csv(index=False, float_format="%.6g")
+    )
 
 
 def ensure_flow(
