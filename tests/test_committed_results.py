@@ -49,7 +49,10 @@ def test_claims_are_rebuilt_from_the_committed_results(committed):
 
     if not (REPORTS / CLAIMS_FILE).is_file():
         pytest.skip("no committed reports/claims.md")
-    md = render_claims(load_run(f"results/runs/{committed}"), "results")
+    m = re.search(r"^# The paper's claims, tested on run `([^`]+)`", _read(CLAIMS_FILE), re.M)
+    assert m, "claims.md names its run"
+    assert m.group(1) == committed, "table1.md and claims.md come from the same run"
+    md = render_claims(load_run(f"results/runs/{m.group(1)}"), "results")
     assert md == _read(CLAIMS_FILE)
 
 
