@@ -229,13 +229,16 @@ def train(
             "valid_images": len(valid_set),
             "seed": seed,
             "batches_per_epoch": batches_per_epoch,
+            "batch_size": config.TRAIN_BATCH,
+            "lr": config.TRAIN_LR,
+            "betas": list(config.TRAIN_BETAS),
             "fingerprint": flow_fp,
             "complete": complete,
-            "torch": torch.__version__,
+            "torch": str(torch.__version__),  # a plain str: loadable with weights_only=True
         }
         atomic_write(path, lambda f: torch.save(ckpt, f))
 
-    if not any(m._ready for m in flow.modules() if hasattr(m, "_ready")):
+    if epoch == 0 and step == 0:  # a fresh flow (a resumed one keeps its initialisation)
         g = torch.Generator().manual_seed(seed)
         first = _batches(len(x_all), config.TRAIN_BATCH, 0, seed)[0]
         flow.initialize(to_model(x_all[first], generator=g).to(device))

@@ -17,6 +17,7 @@ from bench.flows import (
     build_flow,
     standard_normal_logprob,
 )
+from bench.flows.layers import data_initialization, reference_path
 
 
 def perturb(module: torch.nn.Module, scale: float = 0.05, seed: int = 1) -> None:
@@ -130,12 +131,14 @@ def test_latent_shapes():
 def test_actnorm_data_init_gives_zero_mean_unit_std():
     an = ActNorm(4)
     x = torch.randn(64, 4, 5, 5) * torch.tensor([1.0, 2.0, 3.0, 0.5]).view(1, 4, 1, 1) + 7
-    y, _ = an(x)
+    with data_initialization():
+        y, _ = an(x)
     torch.testing.assert_close(y.mean(dim=(0, 2, 3)), torch.zeros(4), atol=1e-5, rtol=0)
     torch.testing.assert_close(y.std(dim=(0, 2, 3)), torch.ones(4), atol=1e-4, rtol=0)
     # initialised once: a second, different batch does not re-initialise
     loc = an.loc.clone()
-    an(x * 3)
+    with data_initialization():
+        an(x * 3)
     torch.testing.assert_close(an.loc, loc)
     # and the flag survives a state-dict round trip
     an2 = ActNorm(4)
@@ -228,3 +231,86 @@ def test_evaluation_after_training_steps_uses_current_weights(arch, fused):
         x_train = flow.inverse(z)[0]
     torch.testing.assert_close(evaluated, trained, rtol=1e-4, atol=1e-3)
     torch.testing.assert_close(x_eval, x_train, rtol=1e-4, atol=1e-4)
+
+
+def _state(flow) -> dict:
+    return {k: v.clone() for k, v in flow.state_dict().items()}
+
+
+def _same_state(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("arch", ["coupling", "glow"])
+def test_initialize_initialises_every_actnorm_including_the_coupling_nets(arch):
+    """SPEC §2: every ActNorm, the 14 inside the coupling networks included, is initialised
+    from the first batch (the fast path used to leave the nets' ActNorms at the identity)."""
+    flow = build_flow(arch, hidden=16)
+    norms = [m for m in flow.modules() if isinstance(m, ActNorm)]
+    assert len(norms) == 28
+    assert not flow.is_initialized()
+    flow.initialize(torch.rand(16, 3, 32, 32) * 2 - 1)
+    assert flow.is_initialized()
+    assert all(bool(m.initialized) and m.logs.abs().sum() > 0 for m in norms)
+
+
+@pytest.mark.parametrize("arch", ["coupling", "glow"])
+def test_the_hidden_actnorm_sees_zero_mean_unit_std_at_init(arch):
+    """Each net's ActNorm is initialised from the activations its conv really produces."""
+    flow = build_flow(arch, hidden=16, steps=(1, 1, 1, 1), splits=(False,) * 4)
+    x = torch.rand(32, 3, 32, 32) * 2 - 1
+    flow.initialize(x)
+    seen = {}
+
+    def hook(module, args, output):
+        seen[module] = output[0]
+
+    nets = [m for m in flow.modules() if isinstance(m, AffineCoupling)]
+    handles = [n.net.norm.register_forward_hook(hook) for n in nets]
+    with reference_path(), torch.no_grad():
+        flow(x)
+    for h in handles:
+        h.remove()
+    first = seen[nets[0].net.norm]
+    torch.testing.assert_close(first.mean(dim=(0, 2, 3)), torch.zeros(16), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("arch", ["coupling", "glow"])
+def test_fast_and_reference_paths_agree_from_the_first_batch(arch):
+    """Same state, same function on both paths, right after initialisation and in training
+    mode with gradients (the first training step)."""
+    torch.manual_seed(0)
+    flow = build_flow(arch, hidden=16).double()
+    x = torch.rand(8, 3, 32, 32, dtype=torch.float64) * 2 - 1
+    flow.initialize(x)
+    for training in (False, True):
+        flow.train(training)
+        with torch.set_grad_enabled(training):
+            fast = flow(x)
+            with reference_path():
+                ref = flow(x)
+        torch.testing.assert_close(fast[0], ref[0], rtol=1e-9, atol=1e-9)
+        torch.testing.assert_close(fast[1], ref[1], rtol=1e-9, atol=1e-9)
+
+
+@pytest.mark.parametrize("arch", ["coupling", "glow"])
+@pytest.mark.parametrize("initialised", [False, True])
+@pytest.mark.parametrize("reference", [False, True])
+def test_evaluating_a_flow_never_changes_its_state(arch, initialised, reference):
+    """Forward, inverse, log-likelihood and sampling, in eval and train mode, with and without
+    gradients, on each path: the state_dict is identical before and after (one reference
+    forward pass on a trained flow used to re-initialise the nets' ActNorms)."""
+    flow = build_flow(arch, hidden=8)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    if initialised:
+        flow.initialize(x)
+    before = _state(flow)
+    with reference_path(reference):
+        for training in (False, True):
+            flow.train(training)
+            with torch.set_grad_enabled(training):
+                flow(x)
+                flow.log_prob(x * 0.5)
+                flow.inverse(torch.randn(3, flow.dim))
+                flow.sample(2)
+    assert _same_state(before, _state(flow))

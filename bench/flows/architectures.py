@@ -11,7 +11,14 @@ from torch import nn
 
 from bench import config
 from bench.flows.base import FlowLayer, FlowSequence
-from bench.flows.layers import ActNorm, AffineCoupling, InvConv1x1, Squeeze
+from bench.flows.layers import (
+    ActNorm,
+    AffineCoupling,
+    InvConv1x1,
+    Squeeze,
+    data_initialization,
+    reference_path,
+)
 
 ARCHITECTURES = ("coupling", "glow")
 
@@ -116,8 +123,16 @@ class MultiScaleFlow(FlowLayer):
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
-        """Data-dependent ActNorm initialisation from one batch in model space."""
-        self.forward(x)
+        """Data-dependent initialisation (SPEC §2) of every ActNorm not yet initialised, the
+        ones inside the coupling networks included, from one batch `x` of shape (B, C, H, W)
+        in model space [-1, 1): one forward pass on the straightforward path, so that each
+        ActNorm sees the activations that the layers before it (initialised first) produce."""
+        with reference_path(), data_initialization():
+            self.forward(x)
+
+    def is_initialized(self) -> bool:
+        """Whether every ActNorm of the flow holds data-initialised values."""
+        return all(bool(m.initialized) for m in self.modules() if isinstance(m, ActNorm))
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -22,6 +22,12 @@ kept as written) up to float rounding:
 
 `reference_path()` switches the straightforward code back on (for tests and `bench perf
 --reference`).
+
+ActNorm's data-dependent initialisation happens only inside `data_initialization()` (which
+`MultiScaleFlow.initialize` opens around one straightforward forward pass, so that the
+ActNorms inside the coupling networks see their real hidden activations too). Outside it an
+ActNorm that was never initialised is the identity map: evaluating a flow never changes its
+parameters or buffers, on either path.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from bench.flows.base import FlowLayer
 
 INV_MODES = ("recompute", "cached", "lu")
 _FAST_PATH = True
+_DATA_INIT = False
 
 
 def fast_path_enabled() -> bool:
@@ -55,6 +62,19 @@ def reference_path(enabled: bool = True):
         yield
     finally:
         _FAST_PATH = previous
+
+
+@contextlib.contextmanager
+def data_initialization():
+    """Inside the block, a forward pass initialises every ActNorm it meets that was not
+    initialised yet from the batch it sees (SPEC §2). Outside, ActNorms never change."""
+    global _DATA_INIT
+    previous = _DATA_INIT
+    _DATA_INIT = True
+    try:
+        yield
+    finally:
+        _DATA_INIT = previous
 
 
 def _param_key(params) -> tuple:
@@ -78,8 +98,10 @@ class Squeeze(FlowLayer):
 
 
 class ActNorm(FlowLayer):
-    """Per-channel affine map `y = (x + loc) * exp(logs)` with data-dependent initialisation:
-    the first forward batch gets zero mean and unit variance per channel."""
+    """Per-channel affine map `y = (x + loc) * exp(logs)` with data-dependent initialisation
+    (SPEC §2): the first batch seen inside `data_initialization()` (or passed to
+    `initialize`) gets zero mean and unit variance per channel. Before that the layer is the
+    identity, and a forward pass outside `data_initialization()` never changes it."""
 
     def __init__(self, channels: int):
         super().__init__()
@@ -108,7 +130,7 @@ class ActNorm(FlowLayer):
         return (x.shape[2] * x.shape[3] * self.logs.sum()).expand(x.shape[0])
 
     def forward(self, x):
-        if not self._ready:
+        if _DATA_INIT and not self._ready:
             self.initialize(x)
         return (x + self.loc) * torch.exp(self.logs), self._logdet(x)
 
