@@ -1,5 +1,10 @@
 """Atomic file writes: every result, report, checkpoint and cache goes through here, so a
-reader never sees a partial file and an interruption leaves the old file (or none)."""
+reader never sees a partial file and an interruption leaves the old file (or none).
+
+A failure to create the folder, write the temporary file or replace the target (read-only
+filesystem, permission denied, no space left, a file in the way) raises
+`bench.errors.WriteError`: one line naming the path, the problem and the fix; the file that
+was there before is left intact and no temporary file remains."""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from bench.errors import WriteError
 
 
 def _file_mode() -> int:
@@ -23,18 +30,23 @@ _FILE_MODE = _file_mode()
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call `write(f)` on a temporary file in the same folder, then os.replace it to `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    except OSError as e:
+        raise WriteError.from_os_error(e, path) from None
     try:
         with os.fdopen(fd, mode) as f:
             write(f)
         os.chmod(tmp, _FILE_MODE)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except OSError:
             pass
+        if isinstance(e, OSError) and not isinstance(e, WriteError):
+            raise WriteError.from_os_error(e, path) from None
         raise
     return path
 

@@ -1172,48 +1172,20 @@ def run_table1(
             manifest=manifest,
         )
     finally:
-        if lock is not None:
-            lock.unlink(missing_ok=True)
+        from bench import locks
+
+        locks.release(lock)
         if client is not None:
             client.close()
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def acquire_run_lock(run_dir: Path) -> Path:
     """Mark `run_dir` as being written by this process (`.lock` holds its pid). A second
     `bench run` on the same run is refused while the first is alive; a lock left by a killed
-    run is taken over."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    lock = run_dir / ".lock"
-    me = os.getpid()
-    for _ in range(3):
-        try:
-            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                pid = int(lock.read_text().strip() or 0)
-            except (OSError, ValueError):
-                pid = 0
-            if pid and pid != me and _pid_alive(pid):
-                raise BenchError(
-                    f"another bench run (pid {pid}) is writing {run_dir}: wait for it to "
-                    f"finish or stop it, then rerun to resume"
-                ) from None
-            lock.unlink(missing_ok=True)  # stale: the process that wrote it is gone
-            continue
-        with os.fdopen(fd, "w") as f:
-            f.write(str(me))
-        return lock
-    raise BenchError(f"could not lock {run_dir}: remove {lock} and rerun")
+    run is taken over (`bench.locks`)."""
+    from bench import locks
+
+    return locks.acquire(Path(run_dir), "bench run")
 
 
 def _merge_manifest(

@@ -22,6 +22,13 @@ def handle_errors(fn):
         except BenchError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)
+        except OSError as e:
+            # a file operation outside the atomic writers (a folder created, a file read):
+            # still one line naming the path and the problem, never a traceback
+            from bench.errors import WriteError
+
+            click.echo(f"error: {WriteError.from_os_error(e, verb='use')}", err=True)
+            sys.exit(2)
         except KeyboardInterrupt:
             click.echo(
                 "interrupted: finished work is saved; rerun the same command to resume", err=True
