@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ import torch
 from bench import config
 from bench.atomic import atomic_write, atomic_write_text
 from bench.config import Preset
-from bench.errors import CheckpointError
+from bench.errors import BenchError, CheckpointError
 from bench.flows import MultiScaleFlow, build_flow, flow_from_config
 
 CHECKPOINT_VERSION = 1
@@ -40,20 +41,115 @@ def model_fingerprint(flow: torch.nn.Module) -> str:
     return h.hexdigest()[:12]
 
 
+# plain types a checkpoint may hold besides tensors and builtins: torch.__version__ was stored
+# as a TorchVersion (a str subclass) by checkpoints written before plain strings were used
+_SAFE_GLOBALS = [torch.torch_version.TorchVersion]
+ARCH_FIELDS = {  # arch_config field: (type, required)
+    "arch": (str, True),
+    "hidden": (int, True),
+    "steps": ((list, tuple), True),
+    "splits": ((list, tuple), True),
+    "in_channels": (int, False),
+    "size": (int, False),
+    "inv_mode": (str, False),
+}
+
+
+def _malformed(path: Path, what: str) -> CheckpointError:
+    return CheckpointError(
+        f"checkpoint {path} is malformed ({what}): retrain it with `bench train --force` or "
+        "pass another --checkpoint"
+    )
+
+
+def _check_arch_config(cfg, path: Path) -> None:
+    if not isinstance(cfg, dict):
+        raise _malformed(path, f"arch_config is a {type(cfg).__name__}, not a mapping")
+    missing = [k for k, (_, required) in ARCH_FIELDS.items() if required and k not in cfg]
+    if missing:
+        raise _malformed(path, f"arch_config lacks {', '.join(missing)}")
+    unknown = sorted(set(cfg) - set(ARCH_FIELDS))
+    if unknown:
+        raise _malformed(path, f"arch_config has unknown fields {', '.join(unknown)}")
+    for k, (kind, _) in ARCH_FIELDS.items():
+        if k in cfg and (not isinstance(cfg[k], kind) or isinstance(cfg[k], bool) and kind is int):
+            raise _malformed(path, f"arch_config field {k} is {cfg[k]!r}")
+
+
+def nonfinite_tensors(state, prefix: str = "") -> list[str]:
+    """Names of the floating-point tensors holding NaN or inf in a (nested) state dict."""
+    bad = []
+    items = state.items() if isinstance(state, dict) else enumerate(state)
+    for k, v in items:
+        name = f"{prefix}{k}"
+        if isinstance(v, torch.Tensor):
+            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+                bad.append(name)
+        elif isinstance(v, dict | list | tuple):
+            bad.extend(nonfinite_tensors(v, f"{name}."))
+    return bad
+
+
 def _read(path: Path) -> dict:
+    """The checkpoint at `path`, loaded without executing anything (tensors and plain data
+    only: `torch.load(weights_only=True)`) and checked: its fields, its architecture and that
+    every weight is finite. Raises CheckpointError (one line) otherwise."""
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} not found: train one with `bench train` or pass --checkpoint"
         )
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+        with torch.serialization.safe_globals(_SAFE_GLOBALS):
+            ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        if "global" not in str(e).lower():  # not a refused class or function: garbage
+            raise CheckpointError(
+                f"checkpoint {path} is unreadable (UnpicklingError): delete it and retrain"
+            ) from None
+        raise CheckpointError(
+            f"checkpoint {path} holds objects other than tensors and plain data, which could "
+            "run code while loading: refused; use a checkpoint written by `bench train`"
+        ) from None
+    except OSError as e:
+        raise CheckpointError(
+            f"checkpoint {path} cannot be read ({e.strerror or type(e).__name__}): check the "
+            "file's permissions or pass another --checkpoint"
+        ) from None
     except Exception as e:  # noqa: BLE001 - any unreadable file is the same user problem
         raise CheckpointError(
             f"checkpoint {path} is unreadable ({type(e).__name__}): delete it and retrain"
         ) from None
     if not isinstance(ckpt, dict) or "arch_config" not in ckpt or "model" not in ckpt:
         raise CheckpointError(f"{path} is not a bench checkpoint: delete it or pass another")
+    _check_arch_config(ckpt["arch_config"], path)
+    model = ckpt["model"]
+    if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
+        raise _malformed(path, "model is not a mapping of tensors")
+    for key, kind in (("epoch", int), ("step", int), ("history", list), ("preset", dict)):
+        if key in ckpt and not isinstance(ckpt[key], kind):
+            raise _malformed(path, f"{key} is {type(ckpt[key]).__name__}")
+    bad = nonfinite_tensors(model) + nonfinite_tensors(ckpt.get("optimizer") or {}, "optimizer.")
+    if bad:
+        raise CheckpointError(
+            f"checkpoint {path} holds NaN or inf in {bad[0]}"
+            f"{f' and {len(bad) - 1} more tensors' if len(bad) > 1 else ''}: it diverged; "
+            "retrain with `bench train --force` (or another --seed) or use an earlier checkpoint"
+        )
     return ckpt
+
+
+def _flow_of(ckpt: dict, path: Path) -> MultiScaleFlow:
+    try:
+        flow = flow_from_config(ckpt["arch_config"])
+    except (TypeError, ValueError) as e:
+        raise _malformed(path, f"arch_config cannot build a flow: {e}") from None
+    try:
+        flow.load_state_dict(ckpt["model"])
+    except RuntimeError as e:
+        first = str(e).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else (first[0] if first else "")
+        raise _malformed(path, f"weights do not fit its architecture: {detail}") from None
+    return flow
 
 
 def _meta(ckpt: dict, path: Path, flow: MultiScaleFlow) -> dict:
@@ -88,8 +184,7 @@ def load_checkpoint(
             f"checkpoint {path} holds a {cfg['arch']} flow but --arch {arch} was asked: "
             f"pass --arch {cfg['arch']} or another --checkpoint"
         )
-    flow = flow_from_config(cfg)
-    flow.load_state_dict(ckpt["model"])
+    flow = _flow_of(ckpt, path)
     flow.to(device).eval()
     return flow, _meta(ckpt, path, flow)
 
@@ -122,6 +217,67 @@ def evaluate_bpd(flow: MultiScaleFlow, x255: torch.Tensor, device: str, batch: i
     return total / max(n, 1)
 
 
+class TrainingDiverged(BenchError):
+    """A non-finite loss, gradient, weight or validation score during training."""
+
+
+def resume_mismatches(ckpt: dict, wanted: dict) -> list[tuple[str, object, object]]:
+    """(setting, checkpoint's value, requested value) for every setting that changes the
+    trained model and differs between a checkpoint and a request (SPEC §2: seed, width and
+    the preset's data knobs, batch size, learning rate, betas, dataset and its files, batches
+    per epoch). Settings an older checkpoint did not record are compared with the values the
+    code used then (batch size, learning rate and betas were always config's)."""
+    preset = ckpt.get("preset") or {}
+    have = {
+        "seed": ckpt.get("seed", 0),
+        "width (--preset)": ckpt["arch_config"].get("hidden"),
+        "architecture (--arch)": ckpt["arch_config"].get("arch"),
+        "training images (--preset)": preset.get("train_images"),
+        "validation images (--preset)": preset.get("valid_images"),
+        "batch size": ckpt.get("batch_size", config.TRAIN_BATCH),
+        "learning rate": ckpt.get("lr", config.TRAIN_LR),
+        "Adam betas": list(ckpt.get("betas", config.TRAIN_BETAS)),
+        "dataset (--dataset)": ckpt.get("dataset"),
+        "training files (--data-root)": ckpt.get("train_fingerprint"),
+        "--batches-per-epoch": ckpt.get("batches_per_epoch"),
+    }
+    return [(k, have[k], wanted[k]) for k in have if k in wanted and have[k] != wanted[k]]
+
+
+_FIX_HINT = {
+    "seed": "--seed {0}",
+    "width (--preset)": "the preset it was trained with",
+    "architecture (--arch)": "--arch {0}",
+    "training images (--preset)": "the preset it was trained with",
+    "validation images (--preset)": "the preset it was trained with",
+    "dataset (--dataset)": "--dataset {0}",
+    "training files (--data-root)": "the same --data-root",
+    "--batches-per-epoch": "--batches-per-epoch {0}",
+}
+
+
+def _check_resume(path: Path, ckpt: dict, wanted: dict) -> None:
+    diffs = resume_mismatches(ckpt, wanted)
+    if not diffs:
+        return
+    name, have, want = diffs[0]
+    shown = {  # fingerprints of files mean nothing to a reader: say what they are
+        "training files (--data-root)": (ckpt.get("dataset_label"), "the requested files"),
+        "--batches-per-epoch": (have or "all", want or "all"),
+    }.get(name, (have, want))
+    hint = _FIX_HINT.get(name, "the value it was trained with").format(have)
+    more = f" (and {len(diffs) - 1} more setting(s))" if len(diffs) > 1 else ""
+    raise CheckpointError(
+        f"checkpoint {path} was trained with {name} {shown[0]}, not {shown[1]}{more}: pass "
+        f"{hint} to resume it, --force to retrain from scratch, or another --checkpoint"
+    )
+
+
+def _grad_norm(params) -> torch.Tensor:
+    grads = [p.grad for p in params if p.grad is not None]
+    return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
+
+
 def train(
     preset: Preset,
     dataset: str = "builtin",
@@ -140,20 +296,39 @@ def train(
 
     Paper settings (SPEC §2): Adam lr 1e-4, betas (0.5, 0.999), batch 32, mean NLL of the
     dequantized data. A checkpoint is written every epoch, every SAVE_EVERY_S seconds and on
-    Ctrl-C; rerunning the same command resumes from it. The per-epoch history is also written
-    beside the checkpoint (`<name>.history.csv`).
+    Ctrl-C; rerunning the same command resumes from it, and any setting that changes the
+    trained model (see `resume_mismatches`) must match the checkpoint's; only the number of
+    epochs may grow. The per-epoch history is also written beside the checkpoint
+    (`<name>.history.csv`). The checkpoint is locked while training (`bench.locks`): a second
+    live writer is refused.
+
+    A non-finite loss, gradient, weight or validation score stops training with
+    `TrainingDiverged` (one line naming the epoch and batch); nothing non-finite is ever
+    saved, so the last good checkpoint stays as it was.
 
     `batches_per_epoch` stops every epoch after that many batches; 1 reproduces a DEFECT of the
     released code (SPEC §8: its loop stopped each epoch after the first batch)."""
-    from tqdm.auto import tqdm
-
-    from bench.data import load_images, to_model
+    from bench import locks
 
     path = (
         Path(checkpoint)
         if checkpoint
         else default_checkpoint_path(dataset, preset.name, arch, results_dir)
     )
+    with locks.holding(path, "bench train"):
+        return _train_locked(
+            preset, dataset, data_root, device, arch, path, seed, force, progress, log,
+            batches_per_epoch,
+        )  # fmt: skip
+
+
+def _train_locked(
+    preset, dataset, data_root, device, arch, path, seed, force, progress, log, batches_per_epoch
+) -> TrainResult:
+    from tqdm.auto import tqdm
+
+    from bench.data import load_images, to_model
+
     train_set = load_images(
         dataset, "train", data_root, limit=preset.train_images, progress=progress
     )
@@ -173,27 +348,36 @@ def train(
     epoch, step, history = 0, 0, []
     if path.exists() and not force:
         ckpt = _read(path)
-        cfg = ckpt["arch_config"]
-        if cfg != flow.arch_config:
+        _check_resume(
+            path,
+            ckpt,
+            {
+                "seed": seed,
+                "width (--preset)": preset.hidden,
+                "architecture (--arch)": arch,
+                "training images (--preset)": preset.train_images,
+                "validation images (--preset)": preset.valid_images,
+                "batch size": config.TRAIN_BATCH,
+                "learning rate": config.TRAIN_LR,
+                "Adam betas": list(config.TRAIN_BETAS),
+                "dataset (--dataset)": dataset,
+                "training files (--data-root)": train_set.fingerprint,
+                "--batches-per-epoch": batches_per_epoch,
+            },
+        )
+        if ckpt["arch_config"] != flow.arch_config:
             raise CheckpointError(
-                f"checkpoint {path} holds a {cfg['arch']} flow of hidden width {cfg['hidden']}, "
-                f"not the requested {arch} of width {preset.hidden}: pass --force to retrain "
-                f"or another --checkpoint"
+                f"checkpoint {path} holds a {ckpt['arch_config']['arch']} flow configured as "
+                f"{ckpt['arch_config']}, not {flow.arch_config}: pass --force to retrain or "
+                "another --checkpoint"
             )
-        if ckpt.get("train_fingerprint") != train_set.fingerprint:
-            raise CheckpointError(
-                f"checkpoint {path} was trained on other files ({ckpt.get('dataset_label')}): "
-                f"pass --force to retrain or another --checkpoint"
-            )
-        if ckpt.get("batches_per_epoch") != batches_per_epoch:
-            raise CheckpointError(
-                f"checkpoint {path} was trained with --batches-per-epoch "
-                f"{ckpt.get('batches_per_epoch') or 'all'}, not "
-                f"{batches_per_epoch or 'all'}: pass the same value, --force, or another "
-                "--checkpoint"
-            )
-        flow.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
+        try:
+            flow.load_state_dict(ckpt["model"])
+            opt.load_state_dict(ckpt["optimizer"])
+        except (KeyError, ValueError, RuntimeError) as e:
+            raise _malformed(
+                path, f"model or optimizer state unusable: {type(e).__name__}"
+            ) from None
         epoch, step, history = ckpt["epoch"], ckpt.get("step", 0), ckpt.get("history", [])
         write_history(history, path)
         if epoch >= preset.epochs:
@@ -212,12 +396,18 @@ def train(
         n_batches = min(n_batches, batches_per_epoch)
 
     def save(complete: bool = False) -> None:
-        flow_fp = model_fingerprint(flow)
+        model, optim = flow.state_dict(), opt.state_dict()
+        bad = nonfinite_tensors(model) + nonfinite_tensors(optim, "optimizer.")
+        if bad:  # never replace the last good checkpoint with a diverged model
+            raise TrainingDiverged(
+                f"training diverged by epoch {epoch + 1}, batch {step}: {bad[0]} holds NaN or "
+                f"inf; nothing was saved and {path} keeps the last good state"
+            )
         ckpt = {
             "version": CHECKPOINT_VERSION,
             "arch_config": flow.arch_config,
-            "model": flow.state_dict(),
-            "optimizer": opt.state_dict(),
+            "model": model,
+            "optimizer": optim,
             "epoch": epoch,
             "step": step,
             "history": history,
@@ -232,17 +422,29 @@ def train(
             "batch_size": config.TRAIN_BATCH,
             "lr": config.TRAIN_LR,
             "betas": list(config.TRAIN_BETAS),
-            "fingerprint": flow_fp,
+            "fingerprint": model_fingerprint(flow),
             "complete": complete,
             "torch": str(torch.__version__),  # a plain str: loadable with weights_only=True
         }
         atomic_write(path, lambda f: torch.save(ckpt, f))
+
+    def diverged(what: str, batch: int) -> TrainingDiverged:
+        good = (
+            f"{path} keeps the last good state: rerun the same command to resume from it, or "
+            "--force (with another --seed) to start again"
+            if path.exists()
+            else "nothing was saved: rerun with another --seed"
+        )
+        return TrainingDiverged(
+            f"training diverged at epoch {epoch + 1}, batch {batch}: {what}; {good}"
+        )
 
     if epoch == 0 and step == 0:  # a fresh flow (a resumed one keeps its initialisation)
         g = torch.Generator().manual_seed(seed)
         first = _batches(len(x_all), config.TRAIN_BATCH, 0, seed)[0]
         flow.initialize(to_model(x_all[first], generator=g).to(device))
 
+    params = [p for p in flow.parameters() if p.requires_grad]
     last_save = time.time()
     try:
         while epoch < preset.epochs:
@@ -263,15 +465,21 @@ def train(
             while step < n_batches:
                 xb = to_model(x_all[batches[step]], generator=g).to(device)
                 loss = -flow.log_prob(xb).mean()
+                loss_value = loss.item()
+                if not math.isfinite(loss_value):
+                    raise diverged(f"the loss is {loss_value}", step + 1)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                grad_norm = float(_grad_norm(params))
+                if not math.isfinite(grad_norm):
+                    raise diverged(f"the gradient norm is {grad_norm}", step + 1)
                 opt.step()
                 step += 1
                 seen += len(xb)
-                bpd = (loss.item() + flow.dim * math.log(config.N_BINS / 2)) / (
+                bpd = (loss_value + flow.dim * math.log(config.N_BINS / 2)) / (
                     flow.dim * math.log(2)
                 )
-                bar.set_postfix(loss=f"{loss.item():.1f}", bpd=f"{bpd:.3f}")
+                bar.set_postfix(loss=f"{loss_value:.1f}", bpd=f"{bpd:.3f}")
                 bar.update(1)
                 if time.time() - last_save > SAVE_EVERY_S:
                     save()
@@ -279,6 +487,8 @@ def train(
             bar.close()
             seconds = time.time() - t0
             val = evaluate_bpd(flow, valid_set.images, device)
+            if not math.isfinite(val):
+                raise diverged(f"validation bits/dim is {val}", step)
             epoch, step = epoch + 1, 0
             history.append(
                 {
