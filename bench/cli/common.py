@@ -1,14 +1,36 @@
-"""Options and error handling shared by the commands."""
+"""Options, locks and error handling shared by the commands.
+
+Every command declares the options it shares with others here, so that they are spelled,
+defaulted and described the same everywhere:
+
+| option | commands |
+|---|---|
+| `--device` | every command that computes with torch (all but `report`) |
+| `--progress/--no-progress` | the commands that draw progress bars: train, run, findings, ablation |
+| `--threads` | the commands that compute: train, sample, run, findings, ablation, perf |
+| `--results`, `--out` | the commands that write results / reports (`--out`: the reports folder) |
+| `--seed` | the commands that draw random numbers: train, sample, run, findings, ablation |
+| `--dataset`, `--data-root` | the commands that read images (findings: `--data-root`, the run's dataset) |
+
+Writers of shared state hold a lock (`bench.locks`) around their whole read-compute-write
+section: the reports folder (`lock_reports`), and the timing, perf and realism results
+(`lock_results`). A second live writer is refused with a one-line error naming its pid.
+"""
 
 from __future__ import annotations
 
 import functools
 import shlex
 import sys
+from pathlib import Path
 
 import click
 
 from bench.errors import BenchError
+
+DEFAULT_RESULTS = "results"
+DEFAULT_OUT = "reports"
+WRITER = "bench command"  # who holds a lock, as the refusal names it (any bench command)
 
 
 def handle_errors(fn):
@@ -68,6 +90,98 @@ def device_option(fn):
     )(fn)
 
 
+def progress_option(fn):
+    """--progress/--no-progress (default: bars on stderr); the parameter is `progress`."""
+    return click.option(
+        "--progress/--no-progress",
+        default=True,
+        show_default=True,
+        help="progress bars on stderr",
+    )(fn)
+
+
+def threads_option(default_help: str = "torch's default"):
+    """--threads N: torch's intra-op CPU threads for the work (default: `default_help`)."""
+
+    def deco(fn):
+        return click.option(
+            "--threads",
+            type=click.IntRange(min=1),
+            default=None,
+            help=f"CPU threads for torch [default: {default_help}]",
+        )(fn)
+
+    return deco
+
+
+def set_threads(threads: int | None) -> None:
+    """Apply --threads (None: leave torch's setting alone)."""
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+
+
+def seed_option(help_text: str = "base seed of every random draw"):
+    def deco(fn):
+        return click.option(
+            "--seed", type=int, default=0, show_default=True, help=help_text
+        )(fn)
+
+    return deco
+
+
+def results_option(help_text: str = "results folder"):
+    """--results DIR (default `results`); the parameter is `results_dir`."""
+
+    def deco(fn):
+        return click.option(
+            "--results",
+            "results_dir",
+            default=DEFAULT_RESULTS,
+            show_default=True,
+            help=help_text,
+        )(fn)
+
+    return deco
+
+
+def out_option(help_text: str = "reports folder"):
+    """--out DIR: the reports folder (default `reports`); the parameter is `out`."""
+
+    def deco(fn):
+        return click.option("--out", default=DEFAULT_OUT, show_default=True, help=help_text)(fn)
+
+    return deco
+
+
+def data_root_option(fn):
+    return click.option(
+        "--data-root",
+        default=None,
+        help="CelebA folder holding img_align_celeba/ (else $BENCH_CELEBA, else data/celeba)",
+    )(fn)
+
+
+def lock_reports(out: str | Path):
+    """`with lock_reports(out):` — this command is the only writer of the reports folder
+    `out` (its `.lock`); the folder is created first, so that every writer locks the same
+    file whether or not the folder existed."""
+    from bench import locks
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return locks.holding(folder, WRITER)
+
+
+def lock_results(path: str | Path):
+    """`with lock_results(results / 'timing.csv'):` — this command is the only writer of a
+    results file and its companions (the lock is `<file>.lock` beside it)."""
+    from bench import locks
+
+    return locks.holding(Path(path), WRITER)
+
+
 def preset_option(default: str | None = "cpu"):
     from bench.config import PRESETS
 
@@ -86,11 +200,7 @@ def preset_option(default: str | None = "cpu"):
 def data_options(fn):
     from bench.data import DATASETS
 
-    fn = click.option(
-        "--data-root",
-        default=None,
-        help="CelebA folder holding img_align_celeba/ (else $BENCH_CELEBA, else data/celeba)",
-    )(fn)
+    fn = data_root_option(fn)
     fn = click.option(
         "--dataset",
         type=click.Choice(list(DATASETS)),
@@ -111,11 +221,7 @@ def stored_run_options(fn):
         metavar="RUN_ID",
         help="run id (or a unique prefix) under RESULTS/runs [default: the latest run]",
     )(fn)
-    fn = click.option("--out", default="reports", show_default=True, help="reports folder")(fn)
-    return click.option(
-        "--results",
-        "results_dir",
-        default="results",
-        show_default=True,
-        help="results store written by `bench run` and `bench ablation --timing`",
-    )(fn)
+    fn = out_option()(fn)
+    return results_option("results store written by `bench run` and `bench ablation --timing`")(
+        fn
+    )

@@ -1,0 +1,165 @@
+"""Unwritable places: every failure to create, write or replace a file (read-only filesystem,
+permission denied, no space left, a file in the way of a folder) is one line naming the path,
+the problem and the fix, exit 2; what was there stays intact and finished work is kept."""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+
+import pytest
+from click.testing import CliRunner
+from conftest import tiny_flow
+
+from bench import atomic, runner
+from bench.errors import WriteError
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+CODES = {
+    errno.EROFS: "read-only",
+    errno.EACCES: "permission denied",
+    errno.ENOSPC: "no space left",
+}
+
+
+@pytest.fixture(scope="module")
+def flow():
+    return tiny_flow()
+
+
+@pytest.fixture
+def no_training(flow, monkeypatch):
+    from bench import train
+
+    meta = {"fingerprint": "tiny-write-flow", "arch": "coupling", "hidden": 8, "epochs": 0}
+    monkeypatch.setattr(train, "ensure_flow", lambda *a, **k: (flow, meta))
+
+
+def invoke(args):
+    from bench.cli import main
+
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def one_line_error(result, *matches):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for m in matches:
+        assert m in lines[0], lines[0]
+
+
+def run_args(results, out, methods="glowip", tasks="denoising,deblurring"):
+    args = ["run", "--table", "1", "--preset", "smoke", "--methods", methods, "--tasks", tasks]
+    args += ["--weights", "paper", "--device", "cpu", "--threads", "1", "--no-progress"]
+    return args + ["--results", str(results), "--out", str(out)]
+
+
+def fail_writes_under(monkeypatch, root, code, after: int = 0):
+    """os.replace into `root` fails with `code` after `after` successful replaces."""
+    real = os.replace
+    seen = {"n": 0}
+
+    def replace(src, dst, *a, **kw):
+        if str(dst).startswith(str(root)):
+            seen["n"] += 1
+            if seen["n"] > after:
+                raise OSError(code, os.strerror(code), str(dst))
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+
+
+@pytest.mark.parametrize("code", list(CODES))
+def test_atomic_write_failure_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch, code):
+    path = tmp_path / "table.md"
+    path.write_text("old")
+    fail_writes_under(monkeypatch, tmp_path, code)
+    with pytest.raises(WriteError) as err:
+        atomic.atomic_write_text(path, "new")
+    msg = str(err.value)
+    assert str(path) in msg and CODES[code] in msg.lower() and "\n" not in msg
+    assert path.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["table.md"], "no temporary file left"
+
+
+def test_a_file_in_the_way_of_the_folder(tmp_path):
+    blocker = tmp_path / "results"
+    blocker.write_text("not a folder")
+    with pytest.raises(WriteError, match="a file is in the way"):
+        atomic.atomic_write_text(blocker / "runs" / "x.json", "{}")
+
+
+def test_temporary_file_that_cannot_be_created(tmp_path, monkeypatch):
+    def mkstemp(*a, **kw):
+        raise PermissionError(errno.EACCES, "Permission denied", str(tmp_path))
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    with pytest.raises(WriteError, match="permission denied"):
+        atomic.atomic_write_text(tmp_path / "x.txt", "x")
+
+
+def test_bench_run_on_a_results_path_that_is_a_file(tmp_path, no_training):
+    (tmp_path / "results").write_text("a file")
+    res = invoke(run_args(tmp_path / "results", tmp_path / "out"))
+    one_line_error(res, str(tmp_path / "results"), "a file is in the way")
+
+
+@pytest.mark.parametrize("code", list(CODES))
+def test_bench_run_on_an_unwritable_results_folder(tmp_path, monkeypatch, no_training, code):
+    results = tmp_path / "results"
+    fail_writes_under(monkeypatch, results, code)
+    res = invoke(run_args(results, tmp_path / "out"))
+    one_line_error(res, str(results), CODES[code])
+
+
+def test_a_failure_mid_run_keeps_finished_cells_and_the_rerun_resumes(
+    tmp_path, monkeypatch, no_training
+):
+    results, out = tmp_path / "results", tmp_path / "out"
+    real = os.replace
+    csvs = {"n": 0}
+
+    def replace(src, dst, *a, **kw):
+        if str(dst).endswith(".csv") and "cells" in str(dst):
+            csvs["n"] += 1
+            if csvs["n"] == 2:  # the second cell's rows: the disk is full
+                raise OSError(errno.ENOSPC, "No space left on device", str(dst))
+        return real(src, dst, *a, **kw)
+
+    monkeypatch.setattr(atomic.os, "replace", replace)
+    one_line_error(invoke(run_args(results, out)), "no space left")
+    [run_dir] = runner.list_runs(results)
+    assert len(list((run_dir / "cells" / "test").glob("*.csv"))) == 1
+    assert not list(run_dir.rglob("*.tmp")), "no half-written file"
+    monkeypatch.setattr(atomic.os, "replace", real)
+    again = invoke(run_args(results, out))
+    assert again.exit_code == 0, again.output
+    assert "1 finished cell(s) found" in again.output + again.stderr
+    assert "1 cell(s) computed, 1 reused" in again.output
+
+
+@pytest.mark.parametrize("code", list(CODES))
+def test_bench_report_into_an_unwritable_folder(tmp_path, monkeypatch, no_training, code):
+    results, out = tmp_path / "results", tmp_path / "out"
+    first = invoke(run_args(results, out, tasks="denoising"))
+    assert first.exit_code == 0, first.output
+    before = (out / "table1.md").read_bytes()
+    fail_writes_under(monkeypatch, out, code)
+    res = invoke(["report", "--results", str(results), "--out", str(out)])
+    one_line_error(res, str(out), CODES[code])
+    assert (out / "table1.md").read_bytes() == before
+
+
+def test_bench_train_into_an_unwritable_folder(tmp_path, monkeypatch):
+    ckpt = tmp_path / "ckpts" / "c.pt"
+    fail_writes_under(monkeypatch, tmp_path / "ckpts", errno.EROFS)
+    res = invoke(
+        [
+            "train", "--preset", "smoke", "--dataset", "builtin", "--checkpoint", str(ckpt),
+            "--no-progress",
+        ]
+    )  # fmt: skip
+    one_line_error(res, str(ckpt), "read-only")
