@@ -6,9 +6,12 @@ names of the files they came from, in a deterministic order.
 - ``celeba``: the aligned-and-cropped CelebA JPEGs in the usual layout
   (``ROOT/img_align_celeba/NNNNNN.jpg``, optionally ``ROOT/list_eval_partition.txt``; without it
   the official filename ranges are used). Only the files that exist are used, and the label says
-  how many. Preprocessing is SPEC §1: shorter side resized to 32 (bilinear, 178×218 → 32×39),
-  then a 32×32 center crop. Decoded images are cached in :func:`cache_dir` and the cache is
-  rebuilt whenever the source files change (names, sizes, mtimes).
+  how many. The partition file is read whatever tool wrote it (byte-order mark, line endings,
+  separators); a line it cannot parse is an error, an image file in no partition a counted
+  warning. Preprocessing is SPEC §1: EXIF orientation applied, shorter side resized to 32
+  (bilinear, 178×218 → 32×39), then a 32×32 center crop. Decoded images are cached in
+  :func:`cache_dir` (plain .npz, loaded without pickles) and the cache is rebuilt whenever the
+  source files change (names, sizes, mtimes) or the cache file is unreadable.
 - ``builtin``: deterministic 32×32 crops of the color photographs bundled with scikit-image
   (no download), with disjoint source photographs for train, valid and test. It is NOT CelebA:
   it exists so that the harness runs end to end on a fresh offline machine.
@@ -19,13 +22,14 @@ Model space (SPEC §1): ``x5 = floor(x255 / 8)``; the flow sees ``(x5 + u) / 32 
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import logging
 import os
 import re
+import stat
 import sys
 import warnings
-import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
@@ -34,13 +38,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torchvision.transforms.functional as TF
-from PIL import Image
+from PIL import Image, ImageOps
 from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
 from bench.atomic import atomic_write
 from bench.config import CELEBA_RANGES, CHANNELS, IMAGE_SIZE, N_BINS
-from bench.errors import DataError
+from bench.errors import DataError, WriteError
 
 logger = logging.getLogger(__name__)
 
@@ -55,10 +59,27 @@ CELEBA_PARTITION_FILE = "list_eval_partition.txt"
 CELEBA_PARTITION_CODES = {"0": "train", "1": "valid", "2": "test"}
 CELEBA_NAME = re.compile(r"^(\d{6})\.jpg$")
 IMAGE_SUFFIXES = (".jpg", ".jpeg")
+# a name in the partition file: a bare JPEG file name, any case, of printable ASCII other than
+# '/' and backslash (the ranges skip 0x2f and 0x5c): no folder, no invisible or look-alike character
+PARTITION_NAME = re.compile(r"^[!-.0-\[\]-~]+\.jpe?g$", re.IGNORECASE)
+# the header line of the comma-separated list_eval_partition.csv (Kaggle's CelebA)
+PARTITION_HEADER = ("image_id", "partition")
+# byte-order marks a text file may start with, and the encoding each one announces (UTF-32 LE
+# first: its mark begins with UTF-16 LE's)
+TEXT_SIGNATURES = (
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+)
 
 # bump when the decoded pixels for the same source files would change
 PREPROCESS_VERSION = 1
-CACHE_FORMAT = 1
+# bump when cached pixels may differ from what the decoder now gives (cache-only: identities,
+# i.e. content fingerprints, do not change). 2: EXIF orientation applied; untagged files such as
+# CelebA's decode to the same pixels as before, so their fingerprints are unchanged.
+CACHE_FORMAT = 2
 DECODE_JOBS = 2  # joblib workers (threads: PIL releases the GIL while decoding and resizing)
 DECODE_CHUNK = 250  # files per joblib task
 PARALLEL_MIN = 500  # fewer files than this are decoded in-process
@@ -205,9 +226,18 @@ def load_images(
 ) -> ImageSet:
     """The images of one partition ('train', 'valid', 'test') of a dataset ('celeba', 'builtin').
 
-    `limit` keeps the first `limit` files of the partition (filename order for CelebA), e.g.
-    the evaluation set is ``load_images('celeba', 'test', limit=192)``. `root` is the CelebA
-    folder (see :func:`resolve_celeba_root`); the builtin set ignores it.
+    Returns an :class:`ImageSet` of uint8 images, shape (N, 3, 32, 32), pixel values 0..255.
+    `limit` keeps the first `limit` files present in the partition (filename order for
+    CelebA), e.g. the evaluation set is ``load_images('celeba', 'test', limit=192)``; the label
+    still counts every file of the partition present. `root` is the CelebA folder (see
+    :func:`resolve_celeba_root`); the builtin set ignores it.
+
+    Raises DataError (one line: the problem and the fix) for an unknown dataset or partition, a
+    bad `limit`, a missing or wrongly laid out folder, a malformed list_eval_partition.txt (see
+    :func:`_read_partition_file`), or a partition with no readable file. Warns
+    (:class:`DataWarning`, with counts) about image files that were skipped as unreadable, that
+    belong to no partition, or a cache that could not be written. A corrupt, truncated or
+    foreign cache file is rebuilt, never executed (no pickles).
     """
     _check_choice("dataset", dataset, DATASETS)
     _check_choice("partition", partition, PARTITIONS)
@@ -273,26 +303,90 @@ def _has_images(folder: Path) -> bool:
         return False
 
 
+def _decode_text(raw: bytes, path: Path, fix: str) -> str:
+    """Text of a file written by any tool: a UTF-8, UTF-16 or UTF-32 byte-order mark selects
+    the encoding (and is removed); without one the file must be UTF-8 (ASCII included).
+
+    Raises DataError (one line) for bytes that are not text in that encoding, or NUL characters
+    (UTF-16/32 saved without a byte-order mark)."""
+    encoding, body, signed = "utf-8", raw, False
+    for bom, name in TEXT_SIGNATURES:
+        if raw.startswith(bom):
+            encoding, body, signed = name, raw[len(bom) :], True
+            break
+    try:
+        text = body.decode(encoding, errors="strict")
+    except UnicodeDecodeError as e:
+        what = f"{encoding} text, as its byte-order mark says" if signed else "UTF-8 text"
+        raise DataError(
+            f"{path} is not {what}: byte {e.start + (len(raw) - len(body))} is invalid; save it "
+            f"as UTF-8, or {fix}"
+        ) from None
+    if "\x00" in text:
+        raise DataError(
+            f"{path} holds NUL characters (UTF-16 or UTF-32 text without a byte-order mark?): "
+            f"save it as UTF-8, or {fix}"
+        )
+    return text
+
+
 def _read_partition_file(path: Path) -> dict[str, list[str]]:
-    """list_eval_partition.txt: 'NNNNNN.jpg 0|1|2' per line -> sorted names per partition."""
-    parts: dict[str, list[str]] = {p: [] for p in PARTITIONS}
+    """list_eval_partition.txt: 'NNNNNN.jpg 0|1|2' per line -> sorted names per partition.
+
+    Read whatever tool wrote it: a UTF-8/16/32 byte-order mark, LF, CRLF or CR line endings,
+    blank lines, leading or trailing whitespace, tabs, several spaces or a comma between the
+    two columns, and the ``image_id,partition`` header of Kaggle's CSV copy. Every other line
+    must name one JPEG file and a partition code.
+
+    Raises DataError (one line, naming the line number) for an unreadable file, a line that is
+    not two fields, a name that is not a bare .jpg/.jpeg file name, a partition code other than
+    0, 1, 2, a file listed in two partitions, or a file listing nothing.
+    """
     fix = "replace it with the official file, or delete it to use the official filename ranges"
     try:
-        text = path.read_text(encoding="utf-8", errors="strict")
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"cannot read {path} ({e.__class__.__name__}): {fix}") from None
+        raw = path.read_bytes()
+    except OSError as e:
+        raise DataError(
+            f"cannot read {path} ({e.strerror or e.__class__.__name__}): {fix}"
+        ) from None
+    text = _decode_text(raw, path, fix)
+    expected = "expected 'NNNNNN.jpg 0|1|2'"
+    where: dict[str, tuple[str, int]] = {}  # name -> (partition, first line)
+    first = True
     for lineno, line in enumerate(text.splitlines(), 1):
-        fields = line.split()
+        # a byte-order mark inside the text (files joined with cat) is no part of a name
+        fields = line.lstrip("\ufeff").replace(",", " ").split()
         if not fields:
             continue
-        if len(fields) != 2 or fields[1] not in CELEBA_PARTITION_CODES:
+        if first and tuple(f.lower() for f in fields) == PARTITION_HEADER:
+            first = False
+            continue
+        first = False
+        shown = line.strip()[:40]
+        if len(fields) != 2:
+            problem = f"has {len(fields)} field(s)"
+        elif not PARTITION_NAME.match(fields[0]):
+            problem = f"names {fields[0][:40]!r}, not a plain JPEG file name"
+        elif fields[1] not in CELEBA_PARTITION_CODES:
+            problem = f"has partition {fields[1][:10]!r}, not 0, 1 or 2"
+        else:
+            problem = ""
+        if problem:
             raise DataError(
-                f"{path} line {lineno} is malformed ({line.strip()[:40]!r}, expected "
-                f"'NNNNNN.jpg 0|1|2'): {fix}"
+                f"{path} line {lineno} is malformed: it {problem} ({shown!r}; {expected}): {fix}"
             )
-        parts[CELEBA_PARTITION_CODES[fields[1]]].append(fields[0])
-    if not any(parts.values()):
+        name, part = fields[0], CELEBA_PARTITION_CODES[fields[1]]
+        seen = where.setdefault(name, (part, lineno))
+        if seen[0] != part:
+            raise DataError(
+                f"{path} lists {name} in two partitions ({seen[0]} on line {seen[1]}, {part} on "
+                f"line {lineno}): {fix}"
+            )
+    if not where:
         raise DataError(f"{path} lists no files: {fix}")
+    parts: dict[str, list[str]] = {p: [] for p in PARTITIONS}
+    for name, (part, _) in where.items():
+        parts[part].append(name)
     for names in parts.values():
         names.sort()
     return parts
@@ -305,6 +399,7 @@ class _Listing:
     official: list[str]  # every file of the partition per the partition file or ranges
     source: str  # where the partition came from
     n_jpegs: int  # image files in img_align_celeba
+    unlisted: list[str]  # image files in img_align_celeba that belong to no partition (ignored)
 
 
 def _list_celeba(root: Path, partition: str) -> _Listing:
@@ -329,13 +424,17 @@ def _list_celeba(root: Path, partition: str) -> _Listing:
             f"(000001.jpg … 202599.jpg), or pass --data-root / set {CELEBA_ENV}"
         )
     part_file = root / CELEBA_PARTITION_FILE
-    if part_file.is_file():
-        official = _read_partition_file(part_file)[partition]
+    if _partition_file_present(part_file):
+        parts = _read_partition_file(part_file)
+        official = parts[partition]
         source = CELEBA_PARTITION_FILE
+        listed = set().union(*parts.values())
+        unlisted = sorted(n for n in present if n not in listed)
     else:
         lo, hi = CELEBA_RANGES[partition]
         official = [f"{i:06d}.jpg" for i in range(lo, hi + 1)]
         source = "the official filename ranges (no list_eval_partition.txt)"
+        unlisted = sorted(n for n in present if not _in_official_ranges(n))
     files = sorted(present.intersection(official))
     if not files:
         if not any(CELEBA_NAME.match(n) for n in present):
@@ -349,7 +448,44 @@ def _list_celeba(root: Path, partition: str) -> _Listing:
             f"(the {partition} partition is {span} per {source}): add them, or choose another "
             "partition"
         )
-    return _Listing(img_dir, files, official, source, len(present))
+    if unlisted:
+        warnings.warn(
+            f"ignored {len(unlisted)} image file(s) in {img_dir} that belong to no partition "
+            f"per {source}: {_short_list(unlisted)} (rename them to CelebA's NNNNNN.jpg names, "
+            f"or list them in {CELEBA_PARTITION_FILE}, to use them)",
+            DataWarning,
+            stacklevel=4,
+        )
+    return _Listing(img_dir, files, official, source, len(present), unlisted)
+
+
+def _partition_file_present(path: Path) -> bool:
+    """Whether list_eval_partition.txt is there to be read. Absent: False (the official ranges
+    are used). Raises DataError when something else is in its place (a folder, a broken link,
+    an unreadable entry), rather than falling back to the ranges in silence."""
+    fix = "replace it with the official file, or remove it to use the official filename ranges"
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            raise DataError(f"{path} is a broken link: {fix}") from None
+        return False
+    except OSError as e:
+        raise DataError(
+            f"cannot read {path} ({e.strerror or e.__class__.__name__}): {fix}"
+        ) from None
+    if not stat.S_ISREG(st.st_mode):
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "not a regular file"
+        raise DataError(f"{path} is {kind}: {fix}")
+    return True
+
+
+def _in_official_ranges(name: str) -> bool:
+    m = CELEBA_NAME.match(name)
+    if m is None:
+        return False
+    number = int(m.group(1))
+    return any(lo <= number <= hi for lo, hi in CELEBA_RANGES.values())
 
 
 def _stamp(img_dir: Path, names: Sequence[str], partition: str) -> str:
@@ -371,22 +507,46 @@ def _cache_path(root: Path, partition: str, limit: int | None) -> Path:
     return cache_dir() / f"celeba-{partition}-{'all' if limit is None else limit}-{key}.npz"
 
 
-def _read_cache(path: Path, fingerprint: str) -> tuple[np.ndarray, list[str], list[str]] | None:
-    if not path.is_file():
-        return None
+def _read_cache(
+    path: Path, fingerprint: str, files: Sequence[str]
+) -> tuple[np.ndarray, list[str], list[str]] | None:
+    """The cached (images, names, skipped) of `files`, or None when the cache must be rebuilt:
+    absent, stale (other format or fingerprint) or unusable (truncated, corrupt, not an .npz
+    written here, wrong shapes or names). Never executes code from the file (no pickles) and
+    never raises: a cache is disposable."""
     try:
-        with np.load(path, allow_pickle=False) as z:
-            if int(z["format"]) != CACHE_FORMAT or str(z["fingerprint"]) != fingerprint:
+        if not path.is_file():
+            return None
+        with np.load(path, allow_pickle=False) as z:  # a .npy or pickle here raises, caught below
+            fmt, stamp = z["format"], z["fingerprint"]
+            current = (
+                fmt.shape == ()
+                and fmt.dtype.kind in "iu"
+                and int(fmt) == CACHE_FORMAT
+                and stamp.shape == ()
+                and stamp.dtype.kind == "U"
+                and str(stamp) == fingerprint
+            )
+            if not current:
                 logger.info("cache %s is stale: rebuilding", path)
                 return None
-            images = z["images"]
-            names = [str(n) for n in z["names"]]
-            skipped = [str(n) for n in z["skipped"]]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        logger.warning("unreadable cache %s (%s): rebuilding", path, e)
+            images, names_arr, skipped_arr = z["images"], z["names"], z["skipped"]
+    except Exception as e:  # noqa: BLE001 - any failure to read a cache means: rebuild it
+        logger.warning("unreadable cache %s (%s): rebuilding", path, e.__class__.__name__)
         return None
+    lists_ok = all(
+        a.ndim == 1 and (a.size == 0 or a.dtype.kind == "U") for a in (names_arr, skipped_arr)
+    )
+    names = [str(n) for n in names_arr] if lists_ok else []
+    skipped = [str(n) for n in skipped_arr] if lists_ok else []
     shape_ok = images.ndim == 4 and images.shape[1:] == (CHANNELS, IMAGE_SIZE, IMAGE_SIZE)
-    if images.dtype != np.uint8 or not shape_ok or len(names) != len(images):
+    if (
+        not lists_ok
+        or images.dtype != np.uint8
+        or not shape_ok
+        or len(names) != len(images)
+        or sorted(names + skipped) != sorted(files)
+    ):
         logger.warning("malformed cache %s: rebuilding", path)
         return None
     return images, names, skipped
@@ -408,7 +568,7 @@ def _write_cache(
                 skipped=np.array(skipped, dtype=str),
             ),
         )
-    except OSError as e:
+    except (OSError, WriteError) as e:
         warnings.warn(
             f"could not write the image cache {path} ({e}): set {CACHE_ENV} to a writable folder",
             DataWarning,
@@ -421,9 +581,18 @@ def _decode_file(path: Path) -> np.ndarray | str:
     try:
         with Image.open(path) as img:
             img.load()
-            return _preprocess(img)
+            return _preprocess(_upright(img))
     except Exception as e:  # noqa: BLE001 - any decoder failure means a corrupt/unreadable file
         return f"{e.__class__.__name__}: {e}".splitlines()[0][:120]
+
+
+def _upright(img: Image.Image) -> Image.Image:
+    """The image as viewers show it: an EXIF orientation tag (a photo tool's way of saying
+    'rotate me') is applied to the pixels. Unreadable EXIF metadata leaves the pixels as stored."""
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:  # noqa: BLE001 - broken metadata must not make a decodable image unusable
+        return img
 
 
 def _decode_chunk(paths: Sequence[Path]) -> list[np.ndarray | str]:
@@ -477,7 +646,7 @@ def _load_celeba(root: Path, partition: str, limit: int | None, progress: bool) 
     files = listing.files[:limit] if limit is not None else listing.files
     stamp = _stamp(listing.img_dir, files, partition)
     cpath = _cache_path(root, partition, limit)
-    cached = _read_cache(cpath, stamp)
+    cached = _read_cache(cpath, stamp, files)
     summary = (
         f"CelebA {partition}: {len(listing.files)} of {len(listing.official)} files present in "
         f"{listing.img_dir} (partition from {listing.source})"

@@ -64,17 +64,56 @@ def _spy_decode(monkeypatch) -> list[int]:
 
 
 # ---- CelebA on the development copy ------------------------------------------------------------
+# The evaluation set: the first 192 test-partition files present in the development copy (with
+# the full dataset, 182638–182829). Its identity is what the committed runs recorded
+# (results/runs/*/run.json, test_images.fingerprint): it must not change when files are added.
+EVAL_FIRST, EVAL_LAST = "182638.jpg", "183152.jpg"
+EVAL_FINGERPRINT = "7a80f62482228929"
+
+
+def _present_test_files(root: Path) -> list[str]:
+    """Test-partition files present in `root`, read without bench.data: the folder's names that
+    list_eval_partition.txt puts in partition 2 (the whole official range when it is absent)."""
+    part_file = root / "list_eval_partition.txt"
+    if part_file.is_file():
+        fields = (line.split() for line in part_file.read_text().splitlines())
+        test = {f[0] for f in fields if len(f) == 2 and f[1] == "2"}
+    else:
+        lo, hi = CELEBA_RANGES["test"]
+        test = {f"{i:06d}.jpg" for i in range(lo, hi + 1)}
+    return sorted(test.intersection(os.listdir(root / "img_align_celeba")))
+
+
 def test_test_partition_first_192(celeba_root, tmp_cache):
+    present = _present_test_files(celeba_root)  # 384 since the replication set was added
+    assert len(present) >= EVAL_IMAGES
     s = _load("celeba", "test", root=celeba_root, limit=EVAL_IMAGES)
     assert len(s) == EVAL_IMAGES == len(s.names)
+    assert s.names == present[:EVAL_IMAGES]
     assert s.names[:3] == ["182638.jpg", "182639.jpg", "182640.jpg"]
-    assert s.names == sorted(s.names)
+    assert (s.names[0], s.names[-1]) == (EVAL_FIRST, EVAL_LAST)
     assert s.images.dtype == torch.uint8 and s.images.shape == (EVAL_IMAGES, 3, 32, 32)
     assert (s.dataset, s.partition, s.root, s.skipped) == ("celeba", "test", str(celeba_root), [])
-    assert "192 of 19962 test files present" in s.label
-    # the development copy lacks some of 182638..182829: the label must say so
-    assert "not the first 192 official test files" in s.label
-    assert len(s.fingerprint) == 16 and int(s.fingerprint, 16) >= 0
+    # the label counts every test file present, and says which of them were used
+    assert f"partial copy: {len(present)} of 19962 test files present" in s.label
+    assert "first 192 present files used; not the first 192 official test files; " in s.label
+    assert s.label.endswith(f"{EVAL_FIRST} … {EVAL_LAST}")
+    assert s.fingerprint == EVAL_FINGERPRINT
+
+
+def test_test_partition_all_present_files(celeba_root, tmp_cache):
+    """Every test file present: the evaluation set, then the replication set (the next 192
+    test files present, disjoint from it), as the data's README describes."""
+    present = _present_test_files(celeba_root)
+    s = _load("celeba", "test", root=celeba_root)
+    assert s.names == present and len(s) == len(present) and s.skipped == []
+    assert f"partial copy: {len(present)} of 19962 test files present): " in s.label
+    assert "first" not in s.label  # no limit: nothing left out
+    eval_set = _load("celeba", "test", root=celeba_root, limit=EVAL_IMAGES)
+    assert torch.equal(s.images[:EVAL_IMAGES], eval_set.images)
+    replication = s.names[EVAL_IMAGES : 2 * EVAL_IMAGES]
+    assert len(replication) == EVAL_IMAGES and replication[0] > EVAL_LAST
+    assert not set(replication) & set(eval_set.names)
 
 
 def test_train_count_and_limit(celeba_root, tmp_cache):
