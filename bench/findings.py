@@ -84,15 +84,36 @@ ABLATION = (
 
 # ---- paired comparisons ------------------------------------------------------------------------
 def paired(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:
-    """Mean of a − b over paired images with its Student-t and BCa bootstrap 95% intervals,
-    the share of images where a > b, and the paired t-test p-value."""
+    """Mean of a − b over paired images (1-D arrays of equal length, e.g. PSNR in dB) with
+    its Student-t and BCa bootstrap 95% intervals, the share of images where a > b, and the
+    paired t-test p-value.
+
+    +inf values (exact restorations, PSNR) are valid: an image where both are +inf differs
+    by 0, one where only one side is +inf by ±inf. Then the mean is ±inf (NaN when both signs
+    occur) and the intervals and p-value are undefined (NaN); the counts say why:
+    'n_exact_a', 'n_exact_b' (+inf on each side), 'n_pos_inf', 'n_neg_inf' (infinite
+    differences) and 'n_undefined' (images where a or b is NaN, e.g. diverged)."""
     from scipy import stats
 
-    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    if a.shape != b.shape:
+        raise ValueError(f"paired values differ in length: {a.size} vs {b.size}")
+    both = np.isposinf(a) & np.isposinf(b)
+    with np.errstate(invalid="ignore"):
+        d = a - b
+    d[both] = 0.0  # both exact: no difference
     n = d.size
     out = {"n": n, "mean": math.nan, "lo": math.nan, "hi": math.nan, "boot_lo": math.nan,
-           "boot_hi": math.nan, "wins": math.nan, "p": math.nan}  # fmt: skip
-    if n < 2 or not np.isfinite(d).all():
+           "boot_hi": math.nan, "wins": math.nan, "p": math.nan,
+           "n_exact_a": int(np.isposinf(a).sum()), "n_exact_b": int(np.isposinf(b).sum()),
+           "n_pos_inf": int(np.isposinf(d).sum()), "n_neg_inf": int(np.isneginf(d).sum()),
+           "n_undefined": int(np.isnan(d).sum())}  # fmt: skip
+    if n < 2 or out["n_undefined"]:
+        return out
+    if out["n_pos_inf"] or out["n_neg_inf"]:
+        pos, neg = out["n_pos_inf"], out["n_neg_inf"]
+        out["mean"] = math.inf if not neg else (-math.inf if not pos else math.nan)
+        out["wins"] = float((d > 0).mean())
         return out
     mean, half = mean_ci(d, CONFIDENCE)
     sem = float(d.std(ddof=1) / math.sqrt(n))
@@ -109,7 +130,45 @@ def paired(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict:
     return out
 
 
+def _infinite(r: dict) -> int:
+    """Images whose difference is ±inf (one side restored exactly) or undefined."""
+    return r.get("n_pos_inf", 0) + r.get("n_neg_inf", 0) + r.get("n_undefined", 0)
+
+
+def _inf_words(r: dict) -> str:
+    """Why a difference has no interval: 'PSNR +inf on 3 image(s) (a exact, b not)'."""
+    parts = []
+    if r.get("n_pos_inf"):
+        parts.append(f"+inf on {r['n_pos_inf']} image(s) (a exact, b not)")
+    if r.get("n_neg_inf"):
+        parts.append(f"-inf on {r['n_neg_inf']} image(s) (b exact, a not)")
+    if r.get("n_undefined"):
+        parts.append(f"undefined on {r['n_undefined']} image(s) (no value)")
+    return "PSNR difference " + " and ".join(parts) + ": no interval"
+
+
+def _verdict_infinite(psnr: dict, ssim: dict, kind: str) -> str:
+    """A verdict when the PSNR difference is infinite on some images (an exact restoration on
+    one side only): its interval is undefined, so only the SSIM interval and the sign of the
+    infinite differences can decide, and only when they agree; else 'undetermined'."""
+    why = _inf_words(psnr)
+    if psnr.get("n_undefined") or _infinite(ssim):
+        return f"undetermined ({why})"
+    sign = (psnr.get("n_pos_inf", 0) > 0) - (psnr.get("n_neg_inf", 0) > 0)
+    if kind == "tie":
+        if ssim["lo"] > TIE_SSIM or ssim["hi"] < -TIE_SSIM:
+            return f"contradicted (SSIM difference beyond the margin; {why})"
+        return f"undetermined ({why})"
+    if sign > 0 and ssim["lo"] > 0:
+        return f"supported on SSIM; {why}"
+    if sign < 0 and ssim["hi"] < 0:
+        return f"contradicted on SSIM; {why}"
+    return f"undetermined ({why}; the SSIM interval does not agree with its sign)"
+
+
 def _verdict_better(psnr: dict, ssim: dict) -> str:
+    if _infinite(psnr) or _infinite(ssim):
+        return _verdict_infinite(psnr, ssim, "better")
     ups = [r["lo"] > 0 for r in (psnr, ssim)]
     downs = [r["hi"] < 0 for r in (psnr, ssim)]
     if all(ups):
@@ -126,6 +185,8 @@ def _verdict_better(psnr: dict, ssim: dict) -> str:
 
 
 def _verdict_tie(psnr: dict, ssim: dict) -> str:
+    if _infinite(psnr) or _infinite(ssim):
+        return _verdict_infinite(psnr, ssim, "tie")
     margins = (TIE_PSNR_DB, TIE_SSIM)
     inside = [-m < r["lo"] and r["hi"] < m for r, m in zip((psnr, ssim), margins, strict=True)]
     outside = [r["lo"] > m or r["hi"] < -m for r, m in zip((psnr, ssim), margins, strict=True)]
@@ -185,10 +246,17 @@ def claim_results(data, cells: dict | None = None) -> list[dict]:
             r["verdict"] = judge(r["psnr"], r["ssim"])
             comps.append(r)
         verdicts = {r["verdict"] for r in comps}
+        decided = [v for v in verdicts if v.startswith(("supported", "contradicted"))]
         if verdicts == {"supported"}:
             overall = "supported"
         elif verdicts == {"not run"}:
             overall = "not run"
+        elif not decided:  # unresolved or undetermined (and not run) everywhere
+            overall = (
+                "undetermined"
+                if any(v.startswith("undetermined") for v in verdicts)
+                else "unresolved"
+            )
         elif any(v.startswith("contradicted") for v in verdicts) and not any(
             v.startswith("supported") for v in verdicts
         ):
@@ -256,6 +324,35 @@ def seed_results(results_dir: str | Path, manifest: dict):
     return pd.DataFrame(rows)
 
 
+def _num(v: float, digits: int) -> str:
+    """A value in a table: '12.34', '+inf', '-inf'; NaN is 'undefined'."""
+    if v is None or math.isnan(v):
+        return "undefined"
+    if math.isinf(v):
+        return "+inf" if v > 0 else "-inf"
+    return f"{v:.{digits}f}"
+
+
+def _spread(values, digits: int) -> str:
+    """max − min of per-run means; +inf means (exact restorations) spread by 0 among
+    themselves and by +inf from a finite one; NaN: 'undefined'."""
+    v = np.asarray(values, np.float64)
+    if np.isnan(v).any():
+        return "undefined"
+    if np.isinf(v).any():
+        return "0 (all +inf)" if np.isposinf(v).all() else "+inf (some means +inf)"
+    return f"{v.max() - v.min():.{digits}f}"
+
+
+def _mean_defined(values, digits: int, why: str) -> str:
+    """The mean of per-run values, or 'undefined (why)' when one is NaN (pandas' mean would
+    silently skip it)."""
+    v = np.asarray(values, np.float64)
+    if np.isnan(v).any():
+        return f"undefined ({why})"
+    return _num(float(v.mean()), digits)
+
+
 def _seed_section(results_dir: Path, manifest: dict) -> list[str]:
     df = seed_results(results_dir, manifest)
     if df.empty or df.seed.nunique() < 2:
@@ -271,9 +368,10 @@ def _seed_section(results_dir: Path, manifest: dict) -> list[str]:
         by = g.set_index("seed")
         body.append(
             [task, str(g.label.iloc[0])]
-            + [f"{by.psnr[s]:.2f} / {by.ssim[s]:.3f}" if s in by.index else "—" for s in seeds]
-            + [f"{g.psnr.max() - g.psnr.min():.2f}", f"{g.psnr_ci.mean():.2f}",
-               f"{g.ssim.max() - g.ssim.min():.4f}"]
+            + [f"{_num(by.psnr[s], 2)} / {by.ssim[s]:.3f}" if s in by.index else "—"
+               for s in seeds]
+            + [_spread(g.psnr, 2), _mean_defined(g.psnr_ci, 2, "a mean PSNR is +inf"),
+               _spread(g.ssim, 4)]
         )  # fmt: skip
     runs = ", ".join(f"`{r}`" for r in sorted(df.run.unique()))
     return [
@@ -315,17 +413,26 @@ def frechet(f1: np.ndarray, f2: np.ndarray) -> float:
 
 
 def hf_energy(imgs: np.ndarray) -> np.ndarray:
-    """Per image: mean squared 4-neighbour Laplacian (0..1 pixels), a measure of fine detail
-    and of noise."""
-    x = imgs.astype(np.float64) / 255.0
-    lap = (
-        4 * x[:, :, 1:-1, 1:-1]
-        - x[:, :, :-2, 1:-1]
-        - x[:, :, 2:, 1:-1]
-        - x[:, :, 1:-1, :-2]
-        - x[:, :, 1:-1, 2:]
-    )
+    """Per image of uint8 (N, C, H, W) images: the mean squared 4-neighbour Laplacian in
+    0..1 pixel units, shape (N,), a measure of fine detail and of noise (exactly 0 for a flat
+    image)."""
+    # the Laplacian on the integer pixel values is exact, so a flat image has exactly 0 (not
+    # a rounding residue that a ratio to it would blow up), then scaled to 0..1 pixels
+    x = imgs.astype(np.float64)
+    c = x[:, :, 1:-1, 1:-1]
+    n = x[:, :, :-2, 1:-1] + x[:, :, 2:, 1:-1] + x[:, :, 1:-1, :-2] + x[:, :, 1:-1, 2:]
+    lap = (4 * c - n) / 255.0
     return (lap**2).reshape(len(x), -1).mean(axis=1)
+
+
+def hf_ratio(imgs: np.ndarray, hf_ref: float) -> float:
+    """Mean high-frequency energy of `imgs` over the reference's `hf_ref`. When the reference
+    has none (flat real images) the ratio is undefined: NaN for images without any either,
+    +inf for images with some (no division warning, no silent 0/0)."""
+    e = float(hf_energy(imgs).mean())
+    if hf_ref > 0:
+        return e / hf_ref
+    return math.nan if e == 0 else math.inf
 
 
 def realism(
@@ -371,9 +478,9 @@ def realism(
         fa, hf_a = (pixels_a - mu) @ basis, hf_energy(set_a).mean()
         with torch.no_grad():
             samples = sample_grid(flow, stds, per_row=n, seed=seed * 100_003 + r).numpy()
-        row = {"real B": (frechet((flat(set_b) - mu) @ basis, fa), hf_energy(set_b).mean() / hf_a)}
+        row = {"real B": (frechet((flat(set_b) - mu) @ basis, fa), hf_ratio(set_b, hf_a))}
         for s, imgs in zip(stds, samples, strict=True):
-            row[s] = (frechet((flat(imgs) - mu) @ basis, fa), hf_energy(imgs).mean() / hf_a)
+            row[s] = (frechet((flat(imgs) - mu) @ basis, fa), hf_ratio(imgs, hf_a))
         draws.append(row)
 
     def summary(v: np.ndarray) -> tuple[float, float, float]:
@@ -414,22 +521,49 @@ def write_realism(df, meta: dict, results_dir: str | Path) -> Path:
     return results_dir / REALISM_FILE
 
 
+REALISM_SETS = ("real B", "samples", "best in range − best outside")
+REALISM_NUMBERS = ("std", "fd", "fd_lo", "fd_hi", "hf_ratio", "hf_lo", "hf_hi")
+
+
 def load_realism(results_dir: str | Path):
-    import pandas as pd
+    """(results/realism.csv as a DataFrame, realism_meta.json as a dict), or (None, {}) when
+    the proxy was not computed. Values may be NaN (undefined) or ±inf (e.g. a ratio to flat
+    real images). Raises BenchError naming the file and the fix (delete and rerun `bench
+    findings --realism`) for a file that is unreadable, not UTF-8, not a JSON object, lacks a
+    column, holds a non-number or an unknown set."""
+    from bench import stored
 
     path = Path(results_dir) / REALISM_FILE
     if not path.is_file():
         return None, {}
+    fix = (
+        f"delete it and {REALISM_META} beside it, then rerun `bench findings --realism` "
+        "(or delete both to leave the proxy out)"
+    )
     meta_path = Path(results_dir) / REALISM_META
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    return pd.read_csv(path), meta
+    meta = stored.read_json_object(meta_path, fix) if meta_path.is_file() else {}
+    df = stored.read_csv(path, fix, ("set",) + REALISM_NUMBERS)
+    for col in REALISM_NUMBERS:
+        df[col] = stored.numeric(df, col, path, fix)
+    unknown = ~df["set"].isin(REALISM_SETS)
+    if unknown.any():
+        raise stored.malformed(path, f"has an unknown set {str(df['set'][unknown].iloc[0])!r}", fix)
+    if not (df["set"] == "samples").any():
+        raise stored.malformed(path, "has no samples rows", fix)
+    return df, meta
 
 
 # ---- Table 2: speed ratio -----------------------------------------------------------------------
 def speed_ratio(times_glow, times_coupling, seed: int = 0) -> dict:
     """Mean glow time / mean coupling time with a percentile bootstrap 95% interval,
-    resampling each configuration's timed iterations."""
+    resampling each configuration's timed iterations (ms, 1-D). Undefined (ratio, lo, hi
+    NaN) when either side has no times, a non-finite time, or a mean of 0."""
     g, c = np.asarray(times_glow, np.float64), np.asarray(times_coupling, np.float64)
+    if not (g.size and c.size and np.isfinite(g).all() and np.isfinite(c).all()) or not (
+        c.mean() > 0 and g.mean() > 0
+    ):
+        return {"ratio": math.nan, "lo": math.nan, "hi": math.nan, "n_glow": g.size,
+                "n_coupling": c.size}  # fmt: skip
     rng = np.random.default_rng(seed)
     boot = [
         rng.choice(g, g.size).mean() / rng.choice(c, c.size).mean()
@@ -444,18 +578,30 @@ def speed_ratio(times_glow, times_coupling, seed: int = 0) -> dict:
     }
 
 
+TIMING_FIX = (
+    "delete results/timing.csv, timing_summary.csv and timing_meta.json and rerun "
+    "`bench ablation --timing`"
+)
+
+
 def timing_results(results_dir: str | Path) -> tuple[list[dict], dict]:
     """Glow (every mode) against coupling, for generation and for a solver iteration, from
     the raw times of `bench ablation --timing` (results/timing.csv, timing_meta.json)."""
-    import pandas as pd
+    from bench import stored
 
     raw_path = Path(results_dir) / "timing.csv"
     meta_path = Path(results_dir) / "timing_meta.json"
     if not raw_path.is_file():
         return [], {}
-    raw = pd.read_csv(raw_path, keep_default_na=False, na_values=[""])
+    fix = TIMING_FIX
+    raw = stored.read_csv(
+        raw_path, fix, ("section", "arch", "mode", "ms"), keep_default_na=False, na_values=[""]
+    )
     raw["mode"] = raw["mode"].fillna("").astype(str)
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
+    raw["ms"] = stored.numeric(raw, "ms", raw_path, fix, allow_nan=False)
+    if not (np.isfinite(raw["ms"]) & (raw["ms"] > 0)).all():
+        raise stored.malformed(raw_path, "has a time that is not a positive finite number", fix)
+    meta = stored.read_json_object(meta_path, fix) if meta_path.is_file() else {}
     out = []
     for section in ("generation", "solver"):
         sub = raw[raw.section == section]
@@ -475,11 +621,31 @@ def timing_results(results_dir: str | Path) -> tuple[list[dict], dict]:
 
 
 # ---- claims.md ---------------------------------------------------------------------------------
+def _signed(v: float, digits: int) -> str:
+    """+1.23, +inf, -inf; NaN is 'undefined' (never a silent 'nan')."""
+    if v is None or math.isnan(v):
+        return "undefined"
+    if math.isinf(v):
+        return "+inf" if v > 0 else "-inf"
+    return f"{v:+.{digits}f}"
+
+
+def _exact_counts(r: dict) -> str:
+    """' (exact: a 3/4, b 0/4)' when either side has +inf values, else ''."""
+    if not (r.get("n_exact_a") or r.get("n_exact_b")):
+        return ""
+    return f" (exact: a {r['n_exact_a']}/{r['n']}, b {r['n_exact_b']}/{r['n']})"
+
+
 def _ci(r: dict, digits: int) -> str:
-    if r is None or math.isnan(r["mean"]):
+    if r is None:
+        return "—"
+    if _infinite(r):
+        return f"{_signed(r['mean'], digits)} [interval undefined]{_exact_counts(r)}"
+    if math.isnan(r["mean"]):
         return "—"
     f = f"{{:+.{digits}f}}"
-    return f"{f.format(r['mean'])} [{f.format(r['lo'])}, {f.format(r['hi'])}]"
+    return f"{f.format(r['mean'])} [{f.format(r['lo'])}, {f.format(r['hi'])}]" + _exact_counts(r)
 
 
 def _boot(r: dict, digits: int) -> str:
@@ -491,11 +657,36 @@ def _boot(r: dict, digits: int) -> str:
 
 def _key_numbers(comps: list[dict]) -> str:
     parts = [
-        f"{r['task']} {r['psnr']['mean']:+.2f} / {r['ssim']['mean']:+.3f}"
+        f"{r['task']} {_signed(r['psnr']['mean'], 2)}{_exact_counts(r['psnr'])} / "
+        f"{_signed(r['ssim']['mean'], 3)}"
         for r in comps
         if "psnr" in r
     ]
     return "; ".join(parts) or "—"
+
+
+def _exact_note(comps: list[dict]) -> str:
+    """A paragraph on exact restorations (PSNR +inf) among the comparisons, or ''."""
+    hit = [r for r in comps if "psnr" in r and (r["psnr"]["n_exact_a"] or r["psnr"]["n_exact_b"])]
+    if not hit:
+        return ""
+    return (
+        "Exact restorations (PSNR +inf, a valid value and the best one, not a divergence): "
+        "an image exact on both sides differs by 0 dB, one exact on one side only by ±inf, "
+        "which makes the mean PSNR difference infinite and its intervals undefined; the "
+        "verdict then rests on the SSIM interval and the sign, or is undetermined. Exact "
+        "images per comparison (a, b): "
+        + "; ".join(
+            f"{r['task']} {r['a']} − {r['b']}: {r['psnr']['n_exact_a']}/{r['psnr']['n']}, "
+            f"{r['psnr']['n_exact_b']}/{r['psnr']['n']}"
+            for r in hit
+        )
+        + "."
+    )
+
+
+def _share(v: float) -> str:
+    return "—" if v is None or math.isnan(v) else f"{v:.0%}"
 
 
 def _p(p: float) -> str:
@@ -514,7 +705,7 @@ def _comparison_rows(comps: list[dict], labels: dict, claim: str = "") -> list[l
         p, s = r["psnr"], r["ssim"]
         body.append(
             [claim, r["task"], name, _ci(p, 2), _boot(p, 2), _ci(s, 4), _boot(s, 4),
-             f"{p['wins']:.0%} / {s['wins']:.0%}", f"{_p(p['p'])} / {_p(s['p'])}",
+             f"{_share(p['wins'])} / {_share(s['wins'])}", f"{_p(p['p'])} / {_p(s['p'])}",
              r.get("verdict", "")]
         )  # fmt: skip
     return body
@@ -561,20 +752,23 @@ def _realism_section(results_dir: Path) -> tuple[list[str], str]:
         if r.set == "best in range − best outside":
             continue
         name = "real set B (floor)" if r.set == "real B" else f"σ = {r.std:g}"
-        body.append(
-            [name, f"{r.fd:.2f} [{r.fd_lo:.2f}, {r.fd_hi:.2f}]",
-             f"{r.hf_ratio:.2f} [{r.hf_lo:.2f}, {r.hf_hi:.2f}]"]
-        )  # fmt: skip
+        body.append([name, _est(r.fd, r.fd_lo, r.fd_hi), _est(r.hf_ratio, r.hf_lo, r.hf_hi)])
     lines.append(md_table(["samples", "Fréchet distance [95%]", "HF energy ratio [95%]"], body))
     samples = df[df.set == "samples"]
-    best = samples.loc[samples.fd.idxmin()]
+    finite = samples[np.isfinite(samples.fd.to_numpy(np.float64))]
     diff = df[df.set == "best in range − best outside"]
     lo, hi = REALISTIC_STDS
     verdict = "not measured"
-    if len(diff):
+    if finite.empty:
+        verdict = "undetermined"
+        lines += ["", f"No σ has a finite Fréchet distance: **{verdict}**."]
+    elif len(diff):
+        best = finite.loc[finite.fd.idxmin()]
         d = diff.iloc[0]
         in_range = lo <= best["std"] <= hi
-        if d.fd_hi < 0:
+        if not np.isfinite([d.fd, d.fd_lo, d.fd_hi]).all():
+            verdict = "undetermined (interval undefined)"
+        elif d.fd_hi < 0:
             verdict = "supported"
         elif d.fd_lo > 0:
             verdict = "not supported"
@@ -584,9 +778,19 @@ def _realism_section(results_dir: Path) -> tuple[list[str], str]:
             "",
             f"Lowest Fréchet distance at σ = {best['std']:g} ({'inside' if in_range else 'outside'}"
             f" [{lo:g}, {hi:g}]). Best σ inside the range minus best σ outside it: "
-            f"{d.fd:+.2f} [{d.fd_lo:+.2f}, {d.fd_hi:+.2f}] (paired over the draws): **{verdict}**.",
+            f"{_signed(d.fd, 2)} [{_signed(d.fd_lo, 2)}, {_signed(d.fd_hi, 2)}] (paired over "
+            f"the draws): **{verdict}**.",
         ]
     return lines, verdict
+
+
+def _est(m: float, lo: float, hi: float, digits: int = 2) -> str:
+    """'3.66 [3.36, 3.96]'; an undefined interval or value says so instead of 'nan'."""
+    if math.isnan(m):
+        return "undefined"
+    if math.isnan(lo) or math.isnan(hi):
+        return f"{_num(m, digits)} [interval undefined]"
+    return f"{_num(m, digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
 
 
 def _timing_section(results_dir: Path) -> tuple[list[str], str]:
@@ -604,7 +808,7 @@ def _timing_section(results_dir: Path) -> tuple[list[str], str]:
     ]
     body = [
         [r["section"], f"glow ({r['mode']})", f"{r['glow_ms']:.1f}", f"{r['coupling_ms']:.1f}",
-         f"{r['ratio']:.2f} [{r['lo']:.2f}, {r['hi']:.2f}]"]
+         _est(r["ratio"], r["lo"], r["hi"])]
         for r in rows
     ]  # fmt: skip
     lines.append(
@@ -614,11 +818,17 @@ def _timing_section(results_dir: Path) -> tuple[list[str], str]:
     verdict = "not measured"
     if paper:
         r = paper[0]
-        verdict = "supported" if r["lo"] > 1 else ("not supported" if r["hi"] < 1 else "unresolved")
+        if not np.isfinite([r["ratio"], r["lo"], r["hi"]]).all():
+            verdict = "undetermined (ratio undefined)"
+        elif r["lo"] > 1:
+            verdict = "supported"
+        else:
+            verdict = "not supported" if r["hi"] < 1 else "unresolved"
         lines += [
             "",
             f"Generation with the paper's glow (inverse recomputed every call) takes "
-            f"{r['ratio']:.2f}× [{r['lo']:.2f}, {r['hi']:.2f}] the coupling flow's time "
+            f"{_num(r['ratio'], 2)}× [{_num(r['lo'], 2)}, {_num(r['hi'], 2)}] the coupling "
+            "flow's time "
             f"(published: {config.PUBLISHED_TABLE2['glow']['ms'] / config.PUBLISHED_TABLE2['coupling']['ms']:.2f}×): "  # noqa: E501
             f"**{verdict}**.",
         ]
@@ -642,6 +852,17 @@ def _edge_notes(man: dict, summary, labels: dict) -> list[str]:
     return notes
 
 
+def _gap(x: float, y: float) -> float:
+    """x − y of two means; NaN (undefined) when both are +inf (exact restorations)."""
+    if math.isinf(x) and math.isinf(y):
+        return math.nan
+    return x - y
+
+
+def _gap_text(v: float) -> str:
+    return "undefined (both means +inf)" if math.isnan(v) else _signed(v, 2)
+
+
 def _convention_section(data, summary, labels: dict) -> list[str]:
     """What the released PSNR convention does to the numbers: +~24 dB and differences halved."""
     body = []
@@ -653,12 +874,11 @@ def _convention_section(data, summary, labels: dict) -> list[str]:
         for rec in summary[(summary.task == t) & (summary.status == "ok")].itertuples():
             if rec.method == "ours" or rec.method not in config.PUBLISHED_TABLE1:
                 continue
-            std_gap = o.psnr - rec.psnr
-            paper_gap = o.paper_psnr - rec.paper_psnr
+            std_gap, paper_gap = _gap(o.psnr, rec.psnr), _gap(o.paper_psnr, rec.paper_psnr)
+            ratio_ok = all(map(math.isfinite, (std_gap, paper_gap))) and abs(std_gap) > 1e-9
             body.append(
-                [t, f"Ours − {labels.get(rec.method, rec.method)}", f"{std_gap:+.2f}",
-                 f"{paper_gap:+.2f}",
-                 f"{paper_gap / std_gap:.2f}" if abs(std_gap) > 1e-9 else "—"]
+                [t, f"Ours − {labels.get(rec.method, rec.method)}", _gap_text(std_gap),
+                 _gap_text(paper_gap), f"{paper_gap / std_gap:.2f}" if ratio_ok else "—"]
             )  # fmt: skip
     if not body:
         return ["No comparable cells."]
@@ -744,6 +964,9 @@ def render_claims(data, results_dir: str | Path) -> str:
     for c in claims:
         body += _comparison_rows(c["comparisons"], labels, c["claim"].text)
     lines += [md_table(CMP_HEADER, body), ""]
+    exact = _exact_note([r for c in claims for r in c["comparisons"]])
+    if exact:
+        lines += [exact, ""]
     edges = _edge_notes(man, summary, labels)
     if edges:
         lines += ["Weights selected at the edge of their grid (reported cells):", ""] + edges

@@ -125,10 +125,13 @@ def paper_psnr(mse5_values, units: str = "8bit") -> float:
 
 
 def mean_ci(values, confidence: float = CONFIDENCE) -> tuple[float, float]:
-    """(mean, half width) of the two-sided Student-t confidence interval (95% by default).
+    """(mean, half width) of the two-sided Student-t confidence interval (95% by default) of
+    the values (any shape, flattened), in their units.
 
-    One value: half width ``nan``; no values: ``(nan, nan)``; any ``inf`` among the values:
-    ``(inf or -inf, nan)``."""
+    One value: half width ``nan``; no values: ``(nan, nan)``; any ``inf`` among the values
+    (e.g. PSNR of an exact restoration): ``(inf or -inf, nan)``, the interval undefined; both
+    ``+inf`` and ``-inf``, or any ``nan``: ``(nan, nan)``. Callers that must tell these apart
+    count the non-finite values themselves (see `bench.report.summary_frame`)."""
     v = np.asarray(values, dtype=np.float64).ravel()
     n = v.size
     if n == 0:

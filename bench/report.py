@@ -74,15 +74,27 @@ def _cell_rows(rows, stage: str, method: str, task: str, weight):
 
 
 def paper_convention_psnr(mse5_in_order, batch: int = config.EVAL_BATCH) -> tuple[float, int]:
-    """The released code's PSNR (SPEC §6), MSE pooled over consecutive batches of `batch`
-    images (a last partial batch included), averaged over batches: (value, batches)."""
+    """The released code's PSNR (SPEC §6, dB), MSE pooled over consecutive batches of `batch`
+    images (a last partial batch included), averaged over batches: (value, batches).
+
+    A batch whose pooled MSE is 0 (every image exact) has a PSNR of +inf, and so has the
+    average (see `exact_batches`); no values or a non-finite MSE: (nan, 0)."""
     from bench import metrics
 
     v = np.asarray(mse5_in_order, dtype=np.float64)
     if v.size == 0 or not np.isfinite(v).all():
         return math.nan, 0
     groups = [v[i : i + batch] for i in range(0, v.size, batch)]
-    return float(np.mean([metrics.paper_psnr(g) for g in groups])), len(groups)
+    values = [metrics.paper_psnr(g) for g in groups]
+    if any(math.isinf(x) for x in values):
+        return math.inf, len(groups)
+    return float(np.mean(values)), len(groups)
+
+
+def exact_batches(mse5_in_order, batch: int = config.EVAL_BATCH) -> int:
+    """How many of `paper_convention_psnr`'s batches have a pooled MSE of 0 (PSNR +inf)."""
+    v = np.asarray(mse5_in_order, dtype=np.float64)
+    return sum(int(np.all(v[i : i + batch] == 0)) for i in range(0, v.size, batch))
 
 
 def summary_frame(data: RunData | str | Path):
@@ -112,12 +124,15 @@ def summary_frame(data: RunData | str | Path):
                 "cell": "",
                 "n": 0,
                 "n_diverged": 0,
+                "n_exact": 0,  # images restored exactly: PSNR +inf
                 "psnr": math.nan,
                 "psnr_ci": math.nan,
                 "ssim": math.nan,
                 "ssim_ci": math.nan,
                 "paper_psnr": math.nan,
                 "paper_batches": 0,
+                "paper_exact": 0,  # batches whose pooled MSE is 0: paper PSNR +inf
+                "psnr_finite": math.nan,  # mean PSNR of the images not restored exactly
                 "published_psnr": math.nan,
                 "published_ssim": math.nan,
             }
@@ -136,7 +151,11 @@ def summary_frame(data: RunData | str | Path):
             rec["source"] = sel.get("source", "")
             w = sel.get("weight")
             if w is None and sel.get("failed"):
-                rec.update(status="failed", reason="every weight of the grid diverged")
+                stale = _stale_failure(data, m, t)
+                if stale:
+                    rec.update(reason=stale)  # status stays 'not run'
+                else:
+                    rec.update(status="failed", reason="every weight of the grid diverged")
                 out.append(rec)
                 continue
             rec["weight"] = math.nan if w is None else float(w)
@@ -155,27 +174,64 @@ def summary_frame(data: RunData | str | Path):
                 out.append(rec)
                 continue
             rec["status"] = "ok"
-            rec["psnr"], rec["psnr_ci"] = metrics.mean_ci(cell["psnr"].to_numpy(float))
+            psnr = cell["psnr"].to_numpy(float)
+            exact = np.isposinf(psnr)
+            rec["n_exact"] = int(exact.sum())
+            if exact.any():
+                # the mean of values that include +inf is +inf; no interval can be formed
+                rec["psnr"], rec["psnr_ci"] = math.inf, math.nan
+                if not exact.all():
+                    rec["psnr_finite"] = float(psnr[~exact].mean())
+            else:
+                rec["psnr"], rec["psnr_ci"] = metrics.mean_ci(psnr)
+                rec["psnr_finite"] = rec["psnr"]
             rec["ssim"], rec["ssim_ci"] = metrics.mean_ci(cell["ssim"].to_numpy(float))
-            rec["paper_psnr"], rec["paper_batches"] = paper_convention_psnr(
-                cell["mse5"].to_numpy(float)
-            )
+            mse = cell["mse5"].to_numpy(float)
+            rec["paper_psnr"], rec["paper_batches"] = paper_convention_psnr(mse)
+            rec["paper_exact"] = exact_batches(mse)
             out.append(rec)
     data.cache["summary"] = pd.DataFrame(out)
     return data.cache["summary"]
 
 
+def _stale_failure(data: RunData, method: str, task: str) -> str:
+    """For a selection stored as failed (every weight diverged): '' when the stored grid rows
+    agree, else why they do not (a selection made before exact restorations, PSNR +inf,
+    counted as valid means) and the fix."""
+    from bench.runner import cell_mean_psnr
+
+    man = data.manifest
+    stage = "select" if man.get("select_on") == "valid" else "test"
+    best, best_psnr = None, -math.inf
+    for w in man.get("grids", {}).get(method, []):
+        cell = _cell_rows(data.rows, stage, method, task, w) if w is not None else []
+        psnr = cell_mean_psnr(cell) if len(cell) else math.nan
+        if not math.isnan(psnr) and (best is None or psnr > best_psnr):
+            best, best_psnr = w, psnr
+    if best is None:
+        return ""
+    return (
+        "the stored selection says every weight diverged, but "
+        f"{_weight_text(man.get('weight_names', {}).get(method), best)} has a mean PSNR of "
+        f"{_num(best_psnr, 2)} dB: rerun the run's command to select and run it"
+    )
+
+
 def grid_frame(data: RunData | str | Path):
-    """Mean PSNR / SSIM per (method, task, weight) on the grid stage's images (the selection
-    images, or the test images with select_on='test'); empty without a grid."""
+    """Mean PSNR (dB; +inf when an image was restored exactly, NaN when one diverged) and SSIM
+    per (method, task, weight) on the grid stage's images (the selection images, or the test
+    images with select_on='test'), with the image counts n, n_diverged and n_exact (PSNR
+    +inf); empty without a grid."""
     import pandas as pd
+
+    from bench.runner import cell_mean_psnr
 
     data = data if isinstance(data, RunData) else load_run(data)
     if "grid" in data.cache:
         return data.cache["grid"]
     man, rows = data.manifest, data.rows
     stage = "select" if man.get("select_on") == "valid" else "test"
-    cols = ["method", "task", "weight", "n", "n_diverged", "psnr", "ssim", "selected"]
+    cols = ["method", "task", "weight", "n", "n_diverged", "n_exact", "psnr", "ssim", "selected"]
     if man.get("weights") != "grid" or len(rows) == 0:
         data.cache["grid"] = pd.DataFrame(columns=cols)
         return data.cache["grid"]
@@ -202,7 +258,13 @@ def grid_frame(data: RunData | str | Path):
                         "weight": float(w),
                         "n": len(cell),
                         "n_diverged": int(div.sum()),
-                        "psnr": float(cell["psnr"].mean()) if ok else math.nan,
+                        "n_exact": int(np.isposinf(cell["psnr"].to_numpy(float)).sum()),
+                        # +inf when an image is exact (cell_mean_psnr), else pandas' mean
+                        "psnr": (
+                            float(cell["psnr"].mean())
+                            if ok and math.isfinite(cell_mean_psnr(cell))
+                            else cell_mean_psnr(cell)
+                        ),
                         "ssim": float(cell["ssim"].mean()) if ok else math.nan,
                         "selected": chosen is not None and math.isclose(float(chosen), float(w)),
                     }
@@ -216,8 +278,28 @@ def _num(v: float, digits: int) -> str:
     if v is None or (isinstance(v, float) and math.isnan(v)):
         return "—"
     if math.isinf(v):
-        return "inf" if v > 0 else "-inf"
+        return "+inf" if v > 0 else "-inf"
     return f"{v:.{digits}f}"
+
+
+def _exact_text(k: int, n: int) -> str:
+    """'all 4 images exact' or '3/4 images exact'."""
+    return f"all {n} images exact" if k == n else f"{k}/{n} images exact"
+
+
+def psnr_text(rec) -> str:
+    """A summary row's mean PSNR with its 95% interval; a mean that includes exact images
+    (PSNR +inf) is '+inf (3/4 images exact, interval undefined)'."""
+    if rec.n_exact:
+        return f"+inf ({_exact_text(int(rec.n_exact), int(rec.n))}, interval undefined)"
+    return _pm(rec.psnr, rec.psnr_ci, 2)
+
+
+def paper_psnr_text(rec) -> str:
+    """A summary row's paper-convention PSNR; +inf names the batches whose pooled MSE is 0."""
+    if rec.paper_exact:
+        return f"+inf (pooled MSE 0 in {int(rec.paper_exact)}/{int(rec.paper_batches)} batches)"
+    return _num(rec.paper_psnr, 2)
 
 
 def _pm(mean: float, half: float, digits: int) -> str:
@@ -266,10 +348,7 @@ def ours_table(summary, methods: list[str], tasks: list[str], labels: dict) -> s
         row = [labels.get(m, m)]
         for t in tasks:
             rec = summary[(summary.method == m) & (summary.task == t)].iloc[0]
-            row.append(
-                _status_text(rec)
-                or (f"{_pm(rec.psnr, rec.psnr_ci, 2)} / {_pm(rec.ssim, rec.ssim_ci, 3)}")
-            )
+            row.append(_status_text(rec) or (f"{psnr_text(rec)} / {_pm(rec.ssim, rec.ssim_ci, 3)}"))
         body.append(row)
     return md_table(["method"] + [_task_title(t) for t in tasks], body)
 
@@ -285,7 +364,7 @@ def paper_table(summary, methods: list[str], tasks: list[str], labels: dict) -> 
                 if not math.isnan(rec.published_psnr)
                 else "—"
             )
-            ours = _status_text(rec) or f"{_num(rec.paper_psnr, 2)} / {_num(rec.ssim, 3)}"
+            ours = _status_text(rec) or f"{paper_psnr_text(rec)} / {_num(rec.ssim, 3)}"
             row.append(f"{ours} (paper: {pub})")
         body.append(row)
     return md_table(["method"] + [_task_title(t) for t in tasks], body)
@@ -303,6 +382,8 @@ def weights_table(summary, methods: list[str], tasks: list[str], labels: dict) -
                 row.append("not run")
             elif rec.status == "failed" and not rec.cell:
                 row.append(f"none ({rec.reason})")
+            elif rec.status == "not run" and not rec.cell:
+                row.append("none yet (rerun the command)")
             elif not rec.weight_name:
                 row.append("no weight")
             else:
@@ -333,7 +414,12 @@ def grid_tables(
                     row.append("")
                     continue
                 c = c.iloc[0]
-                text = f"failed ({c.n_diverged}/{c.n})" if c.n_diverged else f"{_num(c.psnr, 2)}"
+                if c.n_diverged:
+                    text = f"failed ({c.n_diverged}/{c.n})"
+                elif c.n_exact:
+                    text = f"+inf ({c.n_exact}/{c.n} exact)"
+                else:
+                    text = _num(c.psnr, 2)
                 row.append(f"**{text}**" if c.selected else text)
             body.append(row)
         parts.append(
@@ -341,6 +427,32 @@ def grid_tables(
             + md_table(["method"] + [format_weight(w) for w in weights], body)
         )
     return "\n\n".join(parts)
+
+
+def exact_notes(summary, grid, man: dict, labels: dict) -> list[str]:
+    """One line per reported cell and grid cell with images restored exactly (PSNR +inf: a
+    valid value, the best one, and not a divergence): how many, and what that does to the
+    mean and its interval."""
+    notes = []
+    for rec in summary[(summary.status == "ok") & (summary.n_exact > 0)].itertuples():
+        k, n = int(rec.n_exact), int(rec.n)
+        rest = (
+            "" if k == n else f"; the other {n - k} image(s) average {_num(rec.psnr_finite, 2)} dB"
+        )
+        notes.append(
+            f"- {rec.label} on {rec.task}: {k}/{n} test images restored exactly (PSNR +inf), so "
+            f"the mean PSNR is +inf and its 95% interval is undefined{rest}; SSIM "
+            f"{_pm(rec.ssim, rec.ssim_ci, 3)}"
+        )
+    exact_grid = grid[grid.n_exact > 0] if len(grid) else grid
+    for rec in exact_grid.itertuples():
+        notes.append(
+            f"- {labels.get(rec.method, rec.method)} on {rec.task}, "
+            f"{_weight_text(man.get('weight_names', {}).get(rec.method), rec.weight)} (grid): "
+            f"{rec.n_exact}/{rec.n} images exact, mean PSNR +inf"
+            + (" (selected: ties go to the earlier grid value)" if rec.selected else "")
+        )
+    return notes
 
 
 def _images_line(info: dict | None) -> str:
@@ -500,7 +612,10 @@ def render_table1(
         elif rec.status == "failed":
             notes.append(f"- {rec.label} on {rec.task}: **failed** — {rec.reason}")
         elif rec.status == "not run":
-            notes.append(f"- {rec.label} on {rec.task}: not run yet")
+            notes.append(
+                f"- {rec.label} on {rec.task}: not run yet"
+                + (f" — {rec.reason}" if rec.reason else "")
+            )
     failed_grid = grid[grid.n_diverged > 0] if len(grid) else grid
     for rec in failed_grid.itertuples():
         notes.append(
@@ -510,6 +625,9 @@ def render_table1(
         )
     if notes:
         lines += ["", "## Skipped and failed cells", ""] + notes
+    exact = exact_notes(summary, grid, man, labels)
+    if exact:
+        lines += ["", "## Exact restorations (PSNR +inf)", ""] + exact
     stage = "select" if man.get("select_on") == "valid" else "test"
     lines += ["", "## Grid search", ""]
     if len(grid):
@@ -577,6 +695,7 @@ def write_grid_png(data: RunData | str | Path, path: str | Path) -> Path:
         return _save(fig, Path(path))
     positive = [w for w in grid.weight if w > 0]
     zero_at = (min(positive) / 10) if positive else 1e-3
+    any_inf = bool(np.isposinf(grid.psnr.to_numpy(float)).any())
     fig = Figure(figsize=(4.2 * len(tasks), 3.4), layout="constrained")
     axes = fig.subplots(1, len(tasks), squeeze=False)[0]
     labels = man.get("method_labels", {})
@@ -584,19 +703,31 @@ def write_grid_png(data: RunData | str | Path, path: str | Path) -> Path:
     for ax, t in zip(axes, tasks, strict=True):
         sub = grid[grid.task == t]
         ticks = sorted(set(sub.weight))
+        _, top = grid_y(sub.psnr)
+        finite = sub.psnr[np.isfinite(sub.psnr.to_numpy(float))]
         for m in man["methods"]:
             ms = sub[sub.method == m].sort_values("weight")
             if len(ms) == 0:
                 continue
             xs = np.array([w if w > 0 else zero_at for w in ms.weight])
+            ys, _ = grid_y(ms.psnr, top)
             sym = WEIGHT_SYMBOLS.get(man.get("weight_names", {}).get(m), "")
-            line = ax.plot(xs, ms.psnr, marker="o", label=f"{labels.get(m, m)} ({sym})")[0]
-            chosen = ms[ms.selected]
-            if len(chosen):
-                cx = [w if w > 0 else zero_at for w in chosen.weight]
+            line = ax.plot(xs, ys, marker="o", label=f"{labels.get(m, m)} ({sym})")[0]
+            inf = np.isposinf(ms.psnr.to_numpy(float))
+            if inf.any():  # exact restorations: drawn on the +inf line, not dropped
                 ax.plot(
-                    cx,
-                    chosen.psnr,
+                    xs[inf],
+                    ys[inf],
+                    marker="^",
+                    markersize=9,
+                    color=line.get_color(),
+                    linestyle="none",
+                )
+            chosen = ms.selected.to_numpy(bool)
+            if chosen.any():
+                ax.plot(
+                    xs[chosen],
+                    ys[chosen],
                     marker="*",
                     markersize=14,
                     color=line.get_color(),
@@ -605,8 +736,18 @@ def write_grid_png(data: RunData | str | Path, path: str | Path) -> Path:
             bad = ms[ms.n_diverged > 0]
             if len(bad):
                 bx = [w if w > 0 else zero_at for w in bad.weight]
-                ymin = np.nanmin(sub.psnr) if np.isfinite(sub.psnr).any() else 0.0
+                ymin = float(finite.min()) if len(finite) else (top if top is not None else 0.0)
                 ax.plot(bx, [ymin] * len(bx), marker="x", color=line.get_color(), linestyle="none")
+        if top is not None:
+            ax.axhline(top, color="0.5", linestyle=":", linewidth=1)
+        if top is not None and not len(finite):  # every mean +inf: the height means only that
+            ax.set_yticks([top], ["+inf"])
+        elif top is not None:  # finite ticks below the +inf line, which is labelled +inf
+            y0, y1 = ax.get_ylim()
+            gap = top - float(finite.max())
+            yticks = [float(y) for y in ax.get_yticks() if y0 <= y <= top - gap / 2]
+            ax.set_yticks(yticks + [top], [f"{y:g}" for y in yticks] + ["+inf"])
+            ax.set_ylim(y0, max(y1, top + gap / 4))
         ax.set_xscale("log")
         ax.set_xticks([w if w > 0 else zero_at for w in ticks])
         ax.set_xticklabels([format_weight(w) for w in ticks], rotation=45, fontsize=8)
@@ -619,11 +760,34 @@ def write_grid_png(data: RunData | str | Path, path: str | Path) -> Path:
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(
-        f"Grid search on the {STAGE_WORDS[stage]} (★ selected, × diverged) — "
+        f"Grid search on the {STAGE_WORDS[stage]} (★ selected, × diverged"
+        + (", ▲ +inf: an image restored exactly" if any_inf else "")
+        + ") — "
         f"{man['dataset']}, preset {man['preset']['name']}",
         fontsize=10,
     )
     return _save(fig, Path(path))
+
+
+def grid_y(psnr, top: float | None = None) -> tuple[np.ndarray, float | None]:
+    """Plot heights for mean PSNRs (dB) on a linear axis: finite values as they are, NaN (a
+    diverged cell) as a gap, +inf (an exact restoration) on a line `top` above the finite
+    values (matplotlib would silently drop it). Returns (heights, top); `top` is computed
+    when not given (None when there is no +inf)."""
+    v = np.asarray(psnr, dtype=np.float64)
+    inf = np.isposinf(v)
+    if top is None and inf.any():
+        fin = v[np.isfinite(v)]
+        if fin.size:
+            lo, hi = float(fin.min()), float(fin.max())
+            top = hi + max(1.0, 0.15 * (hi - lo))
+        else:
+            top = 0.0
+    ys = v.copy()
+    ys[~np.isfinite(v)] = np.nan
+    if inf.any():
+        ys[inf] = top
+    return ys, top
 
 
 def _hwc(img: np.ndarray) -> np.ndarray:

@@ -65,7 +65,7 @@ MANIFEST = "run.json"
 ESTIMATE_ITERS = 2  # solver iterations timed for the run-time estimate (the faster counts)
 ESTIMATE_WARMUP = 2  # untimed iterations first (allocator, thread pools)
 # relative cost of one iteration compared with a plain G(z) solve (MAP pushes G(z) back
-# through the flow: two passes); methods without a flow cost ~nothing next to the solves
+# through the flow: two passes); methods without a flow are timed on one image instead
 ESTIMATE_PASSES = {"map": 2.0}  # by method-name prefix (map, map-all, map-released)
 SCHEDULER_TIMEOUT_S = 10
 
@@ -138,6 +138,9 @@ class Plan:
     grid_cells: list[Cell]  # the grid: stage 'select' (valid) or 'test' (select_on='test')
     fixed_cells: list[Cell]  # test cells whose weight is known up front
     labels: dict[tuple[str, float | None], str] = field(default_factory=dict)
+    # images actually loaded per stage ('select', 'test'), set once they are known
+    # (`with_images`); until then a stage counts the preset's number
+    loaded: dict[str, int] = field(default_factory=dict)
 
     @property
     def grid_stage(self) -> str:
@@ -153,25 +156,43 @@ class Plan:
         return len(self.grid_cells) + len(self.fixed_cells) + self.n_after_selection
 
     def images(self, stage: str) -> int:
+        """Images a cell of `stage` restores: those actually loaded when known (a partial
+        CelebA copy or a small dataset may hold fewer than the preset asks), else the
+        preset's number."""
+        if stage in self.loaded:
+            return self.loaded[stage]
         return self.preset.select_images if stage == "select" else self.preset.test_images
+
+    def with_images(self, **loaded: int) -> Plan:
+        """This plan with the numbers of images actually loaded, e.g.
+        ``plan.with_images(test=len(test_set), select=len(valid_set))``."""
+        from dataclasses import replace
+
+        unknown = set(loaded) - set(STAGES)
+        if unknown:
+            raise ValueError(f"unknown stage(s) {sorted(unknown)}: use {', '.join(STAGES)}")
+        return replace(self, loaded={**self.loaded, **{k: int(v) for k, v in loaded.items()}})
 
     def cell(self, stage: str, method: str, task: str, weight: float | None) -> Cell:
         return Cell(stage, method, task, weight, self.labels[(method, _wkey(weight))])
 
     def describe(self) -> str:
-        """One line: how many cells on how many images."""
+        """One line: how many cells on how many images (the images actually loaded once
+        `with_images` has set them)."""
+
+        def count(n: int, what: str) -> str:
+            return f"{n} {what}{'' if n == 1 else 's'}"
+
         parts = []
         if self.grid_cells:
-            where = (
-                f"{self.preset.select_images} valid"
-                if self.grid_stage == "select"
-                else f"{self.preset.test_images} test"
-            )
-            parts.append(f"{len(self.grid_cells)} grid cells on {where} images")
+            partition = "valid" if self.grid_stage == "select" else "test"
+            images = count(self.images(self.grid_stage), f"{partition} image")
+            parts.append(f"{count(len(self.grid_cells), 'grid cell')} on {images}")
         n_test = len(self.fixed_cells) + self.n_after_selection
         if n_test:
-            parts.append(f"{n_test} test cells on {self.preset.test_images} test images")
-        return f"{self.n_cells} cells ({', '.join(parts) or 'nothing to run'})"
+            images = count(self.images("test"), "test image")
+            parts.append(f"{count(n_test, 'test cell')} on {images}")
+        return f"{count(self.n_cells, 'cell')} ({', '.join(parts) or 'nothing to run'})"
 
 
 def _wkey(weight: float | None) -> float | None:
@@ -339,17 +360,31 @@ def plan_table1(
 
 # ---- run time estimate -------------------------------------------------------------------------
 def time_solver_iteration(
-    hidden: int, device: str = "cpu", batch: int = config.EVAL_BATCH, arch: str = "coupling"
+    hidden: int | None = None,
+    device: str = "cpu",
+    batch: int = config.EVAL_BATCH,
+    arch: str = "coupling",
+    flow_config: dict | None = None,
 ) -> float:
-    """Seconds per image per solver iteration of a freshly built flow of width `hidden`,
-    timed over ESTIMATE_ITERS iterations of the shared solver on a batch (after a warm-up)."""
+    """Seconds per image per solver iteration of a freshly built flow: the architecture of
+    `flow_config` (a flow's or checkpoint's `arch_config`: the flow that will really run)
+    when given, else an `arch` flow of width `hidden`. Timed over ESTIMATE_ITERS iterations
+    of the shared solver on a batch (after a warm-up); untrained weights cost the same."""
     import torch
 
-    from bench.flows import build_flow
+    from bench.flows import build_flow, flow_from_config
     from bench.solve import solve_latent
 
+    if flow_config is None and hidden is None:
+        raise ValueError("time_solver_iteration needs a width (hidden) or a flow_config")
     g = torch.Generator().manual_seed(0)
-    flow = build_flow(arch, hidden=hidden).to(device)
+    with torch.random.fork_rng(devices=[]):  # the caller's RNG is left as it was
+        torch.manual_seed(0)
+        flow = (
+            flow_from_config(dict(flow_config))
+            if flow_config is not None
+            else build_flow(arch, hidden=hidden)
+        ).to(device)
     flow.initialize((torch.rand(batch, 3, 32, 32, generator=g) * 2 - 1).to(device))
     flow.eval().requires_grad_(False)
     y = (torch.rand(batch, 3, 32, 32, generator=g) * 2 - 1).to(device)
@@ -371,6 +406,28 @@ def time_solver_iteration(
     return step / batch
 
 
+def time_method_image(
+    method: str, task: str, weight: float | None = None, iters: int = 1, device: str = "cpu"
+) -> float:
+    """Seconds to restore one image with a method that needs no flow (BM3D), timed once on
+    a random image with its task's measurement: such methods restore images one at a time, so
+    a cell costs about this times its number of images."""
+    import torch
+
+    from bench import tasks as T
+
+    m = _registry().get_method(method)
+    t = T.get_task(task)
+    g = torch.Generator().manual_seed(0)
+    x255 = torch.randint(0, 256, (1, 3, 32, 32), generator=g, dtype=torch.uint8)
+    names = ["estimate.png"]
+    y = t.measure(x255, names, seed=0)
+    seeds = T.image_seeds(names, 0)
+    start = time.perf_counter()
+    m.restore(None, t, y, weight, iters, seeds, device)
+    return time.perf_counter() - start
+
+
 def _sync(device: str) -> None:
     if str(device).startswith("cuda"):
         import torch
@@ -384,32 +441,54 @@ def estimate_seconds(
     arch: str = "coupling",
     jobs: int = 1,
     threads: int | None = None,
+    flow_config: dict | None = None,
 ) -> float:
-    """Estimated solve time of the whole plan on this device: 2 timed solver iterations of the
-    preset-width flow with each worker's `threads`, scaled by images × iterations × cells and
-    divided by `jobs`. Methods without a flow (BM3D) are not counted."""
+    """Estimated solve time of the whole plan on this device, divided by `jobs`:
+
+    - flow methods: ESTIMATE_ITERS timed solver iterations, with each worker's `threads`, of
+      the flow that will run (`flow_config`: its `arch_config`; default an `arch` flow of the
+      preset's width), scaled by images × iterations × cells (× ESTIMATE_PASSES);
+    - methods without a flow (BM3D): one image restored and timed per (method, task), scaled
+      by the images of each cell.
+
+    Images are those the plan counts (`Plan.images`: the images actually loaded once
+    `Plan.with_images` has set them)."""
     import torch
 
     M = _registry()
-    batch = max(1, min(plan.preset.test_images, config.EVAL_BATCH))
-    before = torch.get_num_threads()
-    torch.set_num_threads(default_threads(jobs) if threads is None else threads)
-    try:
-        per_image_iter = time_solver_iteration(plan.preset.hidden, device, batch, arch)
-    finally:
-        torch.set_num_threads(before)
     cells = list(plan.grid_cells) + list(plan.fixed_cells)
     cells += (
         [Cell("test", m, t, None, "") for (m, t) in plan.to_select]
         if (plan.grid_stage == "select")
         else []
     )
-    total = 0.0
-    for c in cells:
-        if not M.get_method(c.method).needs_flow:
-            continue
-        passes = next((v for k, v in ESTIMATE_PASSES.items() if c.method.startswith(k)), 1.0)
-        total += per_image_iter * plan.images(c.stage) * plan.preset.iters * passes
+    flow_cells = [c for c in cells if M.get_method(c.method).needs_flow]
+    before = torch.get_num_threads()
+    torch.set_num_threads(default_threads(jobs) if threads is None else threads)
+    try:
+        per_image_iter = 0.0
+        if flow_cells:
+            batch = max(1, min(max(plan.images(c.stage) for c in flow_cells), config.EVAL_BATCH))
+            per_image_iter = time_solver_iteration(
+                plan.preset.hidden, device, batch, arch, flow_config=flow_config
+            )
+        per_image: dict[tuple[str, str], float] = {}
+        total = 0.0
+        for c in cells:
+            n = plan.images(c.stage)
+            if M.get_method(c.method).needs_flow:
+                passes = next(
+                    (v for k, v in ESTIMATE_PASSES.items() if c.method.startswith(k)), 1.0
+                )
+                total += per_image_iter * n * plan.preset.iters * passes
+                continue
+            if (c.method, c.task) not in per_image:
+                per_image[(c.method, c.task)] = time_method_image(
+                    c.method, c.task, c.weight, plan.preset.iters, device
+                )
+            total += per_image[(c.method, c.task)] * n
+    finally:
+        torch.set_num_threads(before)
     return total / max(1, jobs)
 
 
@@ -434,18 +513,29 @@ def runs_root(results_dir: str | Path) -> Path:
 
 
 def read_manifest(run_dir: str | Path) -> dict:
+    """The manifest (run.json) of the run stored in `run_dir`, as a dict, checked against the
+    keys and types its readers use (`bench.stored.manifest_problem`).
+
+    Raises BenchError, one line naming the file and the fix: no run.json (not a run), or one
+    that is unreadable, not UTF-8, not JSON, not a JSON object, or of the wrong schema (a
+    required key missing, a key of the wrong type). Nothing in it is executed (json only)."""
+    from bench import stored
+
     path = Path(run_dir) / MANIFEST
-    try:
-        return json.loads(path.read_text())
-    except FileNotFoundError:
+    if not path.is_file():
         raise BenchError(
             f"{run_dir} is not a Table 1 run (no {MANIFEST}): run "
             "`bench run --table 1` first, or pass another --run"
-        ) from None
-    except (OSError, ValueError) as e:
-        raise BenchError(
-            f"{path} is unreadable ({e.__class__.__name__}): delete the run folder and rerun"
-        ) from None
+        )
+    fix = (
+        f"delete the run folder {Path(run_dir)} and rerun the `bench run --table 1` command "
+        "that made it"
+    )
+    man = stored.read_json_object(path, fix)
+    problem = stored.manifest_problem(man)
+    if problem:
+        raise stored.malformed(path, problem, fix)
+    return man
 
 
 def write_manifest(run_dir: Path, manifest: dict) -> None:
@@ -472,15 +562,26 @@ def write_cell(run_dir: Path, cell: Cell, rows, restored: np.ndarray) -> Path:
 
 
 def read_cells(run_dir: str | Path, stage: str | None = None):
-    """Every stored row of a run (optionally one stage) as one pandas DataFrame."""
+    """Every stored row of a run (optionally one stage) as one pandas DataFrame: one row per
+    image and cell, columns CSV_COLUMNS; 'diverged' bool (True only where the solver produced
+    NaN or inf), 'weight' float (NaN: a method without a weight), 'psnr' in dB (+inf: an
+    exact restoration, a valid value), 'ssim', 'mse5' float; 'loss' NaN for methods without a
+    loss (not a divergence).
+
+    Raises BenchError naming the cell file and the fix (delete it and rerun) for a cell file
+    that is unreadable, not UTF-8, empty, lacks a column, holds a non-number, a 'diverged'
+    that is not True/False, or a NaN metric on a row not marked diverged
+    (`bench.stored.read_cell_csv`)."""
     import pandas as pd
+
+    from bench import stored
 
     base = Path(run_dir) / CELLS_DIR
     stages = [stage] if stage else list(STAGES)
     frames = []
     for st in stages:
         for path in sorted((base / st).glob("*.csv")):
-            frames.append(pd.read_csv(path))
+            frames.append(stored.read_cell_csv(path, st))
     if not frames:
         return pd.DataFrame({c: pd.Series(dtype=object) for c in CSV_COLUMNS})
     frame = pd.concat(frames, ignore_index=True)
@@ -489,22 +590,55 @@ def read_cells(run_dir: str | Path, stage: str | None = None):
 
 
 def read_restored(run_dir: str | Path, cell_label: str, task: str, stage: str = "test"):
-    """The restored uint8 images of one stored cell (None if absent)."""
+    """The restored images of one stored cell, uint8 (N, 3, H, W), or None if absent.
+
+    Loaded without pickle; raises BenchError naming the file and the fix (delete the cell's
+    .npy and .csv and rerun) when it is truncated, not a .npy array, or not uint8 images."""
+    from bench import stored
+
     path = Path(run_dir) / CELLS_DIR / stage / f"{cell_label}__{task}.npy"
-    return np.load(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    fix = (
+        f"delete it and {path.with_suffix('.csv').name} beside it, then rerun the `bench run` "
+        "command (the cell is recomputed)"
+    )
+    imgs = stored.load_array(path, fix)
+    if imgs.dtype != np.uint8 or imgs.ndim != 4 or imgs.shape[1] != 3:
+        raise stored.malformed(
+            path, f"holds {imgs.dtype} {imgs.shape}, not uint8 images (N, 3, H, W)", fix
+        )
+    return imgs
 
 
 def read_inputs(run_dir: str | Path, task: str, stage: str = "test") -> dict | None:
-    """Targets, measurements (display) and names of a task's images, as stored for figures."""
+    """Targets and measurements (display), uint8 (N, 3, H, W), and the N image names of a
+    task's images, as stored for figures; None if absent.
+
+    Loaded without pickle; raises BenchError naming the file and the fix (delete it and rerun
+    `bench run`, which rewrites it) when it is truncated, not an .npz archive, lacks an array,
+    or holds arrays of the wrong type or shape."""
+    from bench import stored
+
     path = Path(run_dir) / INPUTS_DIR / stage / f"{task}.npz"
     if not path.is_file():
         return None
-    with np.load(path, allow_pickle=False) as z:
-        return {
-            "target": z["target"],
-            "measurement": z["measurement"],
-            "names": [str(n) for n in z["names"]],
-        }
+    fix = "delete it and rerun the `bench run` command (it is rewritten)"
+    z = stored.load_arrays(path, fix, ("target", "measurement", "names"))
+    n = len(z["names"]) if z["names"].ndim == 1 else -1
+    for key in ("target", "measurement"):
+        a = z[key]
+        if a.dtype != np.uint8 or a.ndim != 4 or a.shape[0] != n or a.shape[1] != 3:
+            raise stored.malformed(
+                path, f"holds a {key} of {a.dtype} {a.shape}, not uint8 ({n}, 3, H, W)", fix
+            )
+    if z["names"].dtype.kind != "U":
+        raise stored.malformed(path, "holds image names that are not strings", fix)
+    return {
+        "target": z["target"],
+        "measurement": z["measurement"],
+        "names": [str(n) for n in z["names"]],
+    }
 
 
 def list_runs(results_dir: str | Path) -> list[Path]:
@@ -513,12 +647,12 @@ def list_runs(results_dir: str | Path) -> list[Path]:
     runs = [p.parent for p in root.glob(f"*/{MANIFEST}")]
 
     def updated(p: Path) -> tuple:
+        # only the order: a damaged manifest sorts first, and read_manifest names its problem
         try:
-            return (
-                str(json.loads((p / MANIFEST).read_text()).get("updated", "")),
-                (p / MANIFEST).stat().st_mtime,
-            )
-        except (OSError, ValueError):
+            man = json.loads((p / MANIFEST).read_text(encoding="utf-8"))
+            when = man.get("updated", "") if isinstance(man, dict) else ""
+            return (str(when), (p / MANIFEST).stat().st_mtime)
+        except (OSError, ValueError, RecursionError):
             return ("", 0.0)
 
     return sorted(runs, key=updated)
@@ -544,13 +678,14 @@ def find_run(results_dir: str | Path, run_id: str | None = None) -> Path:
 
 
 def stored_failures(run_dir: str | Path) -> list[str]:
-    """Stored cells with diverged images, as 'stage/cell (k/N diverged)'."""
-    import pandas as pd
+    """Stored cells with diverged images, as 'stage/cell (k/N diverged)'. Raises BenchError
+    naming the file and the fix for a damaged cell file (`bench.stored.read_cell_csv`)."""
+    from bench import stored
 
     out = []
     for path in sorted((Path(run_dir) / CELLS_DIR).glob("*/*.csv")):
-        frame = pd.read_csv(path, usecols=["diverged"])
-        k = int(frame["diverged"].astype(bool).sum())
+        frame = stored.read_cell_csv(path, path.parent.name)
+        k = int(frame["diverged"].sum())
         if k:
             out.append(f"{path.parent.name}/{path.stem} ({k}/{len(frame)} diverged)")
     return out
@@ -558,18 +693,27 @@ def stored_failures(run_dir: str | Path) -> list[str]:
 
 # ---- selection ---------------------------------------------------------------------------------
 def cell_mean_psnr(rows) -> float:
-    """Mean PSNR of a cell's rows; NaN if any image diverged (a failed cell is never chosen)."""
+    """Mean PSNR (dB) of a cell's rows (a DataFrame with 'psnr' and 'diverged').
+
+    +inf when any image was restored exactly (PSNR +inf, a valid value: the best one); NaN
+    (never chosen) when there are no rows, any image diverged, or a PSNR is NaN or -inf."""
     if len(rows) == 0 or rows["diverged"].astype(bool).any():
         return math.nan
-    values = rows["psnr"].astype(float)
-    # +inf (a perfect restoration) is a valid, best possible value; NaN is not
-    return math.nan if values.isna().any() else float(values.mean())
+    values = rows["psnr"].to_numpy(np.float64)
+    if np.isnan(values).any() or (values == -np.inf).any():
+        return math.nan
+    if np.isposinf(values).any():
+        return math.inf  # explicit: no inf arithmetic warnings, no NaN from inf - inf
+    return float(values.mean())
 
 
 def select_weights(rows, plan: Plan) -> dict[tuple[str, str], float | None]:
-    """The best weight per (method, task) of the plan's grid: highest mean PSNR on the grid
-    stage's images, ties to the earlier grid value; None when every weight failed or a weight
-    has not run yet."""
+    """The best weight per (method, task) of the plan's grid: {(method, task): weight or None}.
+
+    Best is the highest mean PSNR on the grid stage's images (`cell_mean_psnr`): +inf, a grid
+    value that restored some image exactly, is a valid mean and beats every finite one; ties
+    (two +inf included) go to the earlier grid value. None when every weight failed (diverged:
+    NaN mean) or a weight has not run yet."""
     out: dict[tuple[str, str], float | None] = {}
     stage_rows = rows[rows["stage"] == plan.grid_stage] if len(rows) else rows
     for m, t in plan.to_select:
@@ -589,7 +733,7 @@ def select_weights(rows, plan: Plan) -> dict[tuple[str, str], float | None]:
                 complete = False
                 continue
             psnr = cell_mean_psnr(cell_rows)
-            if math.isfinite(psnr) and psnr > best_psnr:
+            if not math.isnan(psnr) and (best is None or psnr > best_psnr):
                 best, best_psnr = w, psnr
         out[(m, t)] = best if complete else None
     return out

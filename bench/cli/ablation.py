@@ -3,11 +3,26 @@ glow flow in its three 1×1-convolution modes, plus one solver iteration."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from bench import config
 from bench.cli import main
-from bench.cli.common import command_line, device_option, handle_errors, resolve_device
+from bench.cli.common import (
+    command_line,
+    device_option,
+    handle_errors,
+    lock_reports,
+    lock_results,
+    out_option,
+    progress_option,
+    resolve_device,
+    results_option,
+    seed_option,
+    set_threads,
+    threads_option,
+)
 from bench.errors import BenchError
 
 _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light to import)
@@ -57,12 +72,7 @@ _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light 
     show_default=True,
     help="interleave the configurations in this many rounds (drifting load biases none)",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="CPU threads for torch (default: torch's; 1 is steadier on a busy machine)",
-)
+@threads_option("torch's; 1 is steadier on a busy machine")
 @device_option
 @click.option(
     "--checkpoint",
@@ -71,16 +81,10 @@ _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light 
     help="a trained flow's checkpoint (repeat: at most one per architecture); "
     "default: untrained weights, which cost the same",
 )
-@click.option("--out", default="reports", show_default=True, help="reports folder (table2.md)")
-@click.option(
-    "--results",
-    default="results",
-    show_default=True,
-    help="results folder (timing.csv: raw per-iteration times; timing_summary.csv)",
-)
-@click.option(
-    "--progress/--no-progress", default=True, show_default=True, help="progress bar on stderr"
-)
+@out_option("reports folder (table2.md)")
+@results_option("results folder (timing.csv: raw per-iteration times; timing_summary.csv)")
+@seed_option("seed of the untrained flows' weights and of the latents")
+@progress_option
 @handle_errors
 def ablation(
     timing,
@@ -94,28 +98,38 @@ def ablation(
     device,
     checkpoint,
     out,
-    results,
+    results_dir,
+    seed,
     progress,
 ):
     """Table 2: time generation (z → x) and one solver iteration of the coupling and glow
     flows at the same width; glow with its 1×1 convolutions' inverse recomputed at every call
-    (the paper), cached once, and LU-parameterised. Writes OUT/table2.md and RESULTS/timing*.
-    Needs no data."""
+    (the paper), cached once, and LU-parameterised. Writes OUT/table2.md and RESULTS/timing*,
+    both locked from the start (a second live writer is refused). Needs no data."""
     if not timing:
         raise BenchError("nothing to do: pass --timing (`bench ablation --timing`)")
-    import os
-
     from bench import timing as tm
 
-    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
-    if threads is not None:
-        import torch
-
-        torch.set_num_threads(threads)
     dev = resolve_device(device)
     opts = tm.resolve_timing_options(
         preset, width, batch, iters, warmup, from_checkpoint=bool(checkpoint)
     )
+    with lock_results(Path(results_dir) / "timing.csv"), lock_reports(out):
+        text, written = _time_and_write(
+            tm, opts, dev, threads, checkpoint, progress, rounds, seed, preset, out, results_dir
+        )
+    click.echo(text)
+    path, *files = written
+    click.echo(f"wrote {path} and {', '.join(str(f) for f in files)}")
+
+
+def _time_and_write(
+    tm, opts, dev, threads, checkpoint, progress, rounds, seed, preset, out, results_dir
+):
+    import os
+
+    load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
+    set_threads(threads)
     df = tm.run_timing_ablation(
         opts.width,
         opts.batch,
@@ -124,6 +138,7 @@ def ablation(
         dev,
         checkpoint=list(checkpoint) or None,
         progress=progress,
+        seed=seed,
         rounds=rounds,
     )
     meta = tm.timing_meta(
@@ -139,7 +154,6 @@ def ablation(
         rounds=int(df["rounds"].iloc[0]),
     )
     text = tm.format_table2(df, meta)
+    files = tm.write_timings(df, meta, results_dir)
     path = tm.write_table2(df, meta, out)
-    files = tm.write_timings(df, meta, results)
-    click.echo(text)
-    click.echo(f"wrote {path} and {', '.join(str(f) for f in files)}")
+    return text, [path, *files]

@@ -5,12 +5,13 @@ defaulted and described the same everywhere:
 
 | option | commands |
 |---|---|
-| `--device` | every command that computes with torch (all but `report`) |
-| `--progress/--no-progress` | the commands that draw progress bars: train, run, findings, ablation |
-| `--threads` | the commands that compute: train, sample, run, findings, ablation, perf |
-| `--results`, `--out` | the commands that write results / reports (`--out`: the reports folder) |
-| `--seed` | the commands that draw random numbers: train, sample, run, findings, ablation |
-| `--dataset`, `--data-root` | the commands that read images (findings: `--data-root`, the run's dataset) |
+| `--device` | every command that computes (all but `info` and `report`) |
+| `--progress/--no-progress` | those with progress bars: train, run, findings, ablation |
+| `--threads` | those that compute: train, sample, run, findings, ablation, perf |
+| `--results`, `--out` | those that write results / reports (`--out`: the reports folder) |
+| `--seed` | those that draw random numbers: train, sample, run, findings, ablation |
+| `--dataset`, `--data-root` | those that read images (findings: `--data-root` only; sample:
+  `--dataset` only, which names its default checkpoint) |
 
 Writers of shared state hold a lock (`bench.locks`) around their whole read-compute-write
 section: the reports folder (`lock_reports`), and the timing, perf and realism results
@@ -124,9 +125,7 @@ def set_threads(threads: int | None) -> None:
 
 def seed_option(help_text: str = "base seed of every random draw"):
     def deco(fn):
-        return click.option(
-            "--seed", type=int, default=0, show_default=True, help=help_text
-        )(fn)
+        return click.option("--seed", type=int, default=0, show_default=True, help=help_text)(fn)
 
     return deco
 
@@ -197,18 +196,21 @@ def preset_option(default: str | None = "cpu"):
     return deco
 
 
-def data_options(fn):
+def dataset_option(fn):
     from bench.data import DATASETS
 
-    fn = data_root_option(fn)
-    fn = click.option(
+    return click.option(
         "--dataset",
         type=click.Choice(list(DATASETS)),
         default="builtin",
         show_default=True,
         help="celeba, or builtin: scikit-image photographs bundled offline (not CelebA)",
     )(fn)
-    return fn
+
+
+def data_options(fn):
+    """--dataset and --data-root: the commands that read images."""
+    return dataset_option(data_root_option(fn))
 
 
 def stored_run_options(fn):
@@ -222,6 +224,4 @@ def stored_run_options(fn):
         help="run id (or a unique prefix) under RESULTS/runs [default: the latest run]",
     )(fn)
     fn = out_option()(fn)
-    return results_option("results store written by `bench run` and `bench ablation --timing`")(
-        fn
-    )
+    return results_option("results store written by `bench run` and `bench ablation --timing`")(fn)

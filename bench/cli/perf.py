@@ -6,7 +6,17 @@ from __future__ import annotations
 import click
 
 from bench.cli import main
-from bench.cli.common import command_line, device_option, handle_errors, resolve_device
+from bench.cli.common import (
+    command_line,
+    device_option,
+    handle_errors,
+    lock_reports,
+    lock_results,
+    out_option,
+    resolve_device,
+    results_option,
+    threads_option,
+)
 from bench.errors import BenchError
 
 _PRESETS = ("default", "smoke")  # bench.perf.PERF_PRESETS (kept light to import)
@@ -71,12 +81,7 @@ def _batches(text: str | None) -> tuple[int, ...] | None:
     default=None,
     help="n of the n×n float32 matmul that sets the reference rate",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="intra-op CPU threads (default: one per available CPU; inter-op: 1)",
-)
+@threads_option("one per available CPU; inter-op: 1")
 @click.option(
     "--bf16",
     is_flag=True,
@@ -101,8 +106,8 @@ def _batches(text: str | None) -> tuple[int, ...] | None:
     show_default=True,
     help="wait up to this many seconds for other processes to leave the CPUs before measuring",
 )
-@click.option("--out", default="reports", show_default=True, help="reports folder (perf.md)")
-@click.option("--results", default="results", show_default=True, help="results folder (perf.csv)")
+@out_option("reports folder (perf.md)")
+@results_option("results folder (perf.csv)")
 @handle_errors
 def perf(
     device,
@@ -120,13 +125,15 @@ def perf(
     checkpoint,
     wait_idle,
     out,
-    results,
+    results_dir,
 ):
     """Measure solver iterations, generation and training steps against the float32 matmul
-    rate (median of repetitions after warm-up) and report peak memory."""
+    rate (median of repetitions after warm-up) and report peak memory. RESULTS/perf.csv and
+    OUT/perf.md are locked from the start: a second live writer is refused."""
     from dataclasses import replace
+    from pathlib import Path
 
-    from bench.perf import PERF_PRESETS, run_perf, write_perf
+    from bench.perf import PERF_CSV, PERF_PRESETS, run_perf, write_perf
 
     device = resolve_device(device)
     p = PERF_PRESETS["smoke" if quick else preset]
@@ -139,15 +146,16 @@ def perf(
         "matmul_n": matmul_size,
     }
     p = replace(p, **{k: v for k, v in over.items() if v is not None})
-    result = run_perf(
-        p,
-        device=device,
-        threads=threads,
-        bf16=bf16,
-        reference=reference,
-        checkpoint=checkpoint,
-        wait_idle=wait_idle,
-        log=lambda m: click.echo(m, err=True),
-    )
-    csv, md = write_perf(result, out, results, command_line())
+    with lock_results(Path(results_dir) / PERF_CSV), lock_reports(out):
+        result = run_perf(
+            p,
+            device=device,
+            threads=threads,
+            bf16=bf16,
+            reference=reference,
+            checkpoint=checkpoint,
+            wait_idle=wait_idle,
+            log=lambda m: click.echo(m, err=True),
+        )
+        csv, md = write_perf(result, out, results_dir, command_line())
     click.echo(f"wrote {csv} and {md}")

@@ -10,8 +10,14 @@ from bench.cli.common import (
     data_options,
     device_option,
     handle_errors,
+    lock_reports,
+    out_option,
     preset_option,
+    progress_option,
     resolve_device,
+    results_option,
+    seed_option,
+    threads_option,
 )
 
 
@@ -40,12 +46,7 @@ from bench.cli.common import (
     show_default=True,
     help="cells run in parallel (joblib loky processes)",
 )
-@click.option(
-    "--threads",
-    type=click.IntRange(min=1),
-    default=None,
-    help="torch threads per worker [default: cores // jobs]",
-)
+@threads_option("cores // jobs, per worker")
 @click.option(
     "--backend",
     type=click.Choice(["joblib", "dask"]),
@@ -81,22 +82,10 @@ from bench.cli.common import (
     "trained first if missing)",
 )
 @click.option("--force", is_flag=True, help="recompute finished cells instead of resuming")
-@click.option("--out", default="reports", show_default=True, help="reports folder")
-@click.option(
-    "--results",
-    "results_dir",
-    default="results",
-    show_default=True,
-    help="results store (runs, checkpoints)",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="base seed of the per-image noise and initial latents",
-)
-@click.option("--no-progress", is_flag=True, help="no progress bars")
+@out_option()
+@results_option("results store (runs, checkpoints)")
+@seed_option("base seed of the per-image noise and initial latents")
+@progress_option
 @handle_errors
 def run(
     table,
@@ -117,14 +106,14 @@ def run(
     out,
     results_dir,
     seed,
-    no_progress,
+    progress,
 ) -> None:
     """Run Table 1 (every method on every task, weights chosen by grid search) and write
     reports/table1.md, reports/grid_search.png and Figures 3–6. Without --preset this is the
     paper's full protocol (preset 'paper'). Rerunning resumes: finished cells are kept."""
     from pathlib import Path
 
-    from bench import report, runner, train
+    from bench import data, report, runner, train
     from bench.config import DEFAULT_PRESET, get_preset
     from bench.errors import BenchError, CheckpointError
 
@@ -149,7 +138,39 @@ def run(
         raise BenchError("--scheduler is only used with --backend dask")
     if backend == "dask":
         runner.connect_dask(scheduler).close()
-    progress = not no_progress
+
+    # what the console says is what will run: the images each stage really loads (a partial
+    # CelebA copy may hold fewer than the preset asks), the flow that will really solve (the
+    # checkpoint's width and architecture) and every method (BM3D too)
+    loaded = {
+        "test": len(
+            data.load_images(dataset, "test", data_root, limit=p.test_images, progress=progress)
+        )
+    }
+    if plan.grid_cells and plan.grid_stage == "select":
+        loaded["select"] = len(
+            data.load_images(dataset, "valid", data_root, limit=p.select_images, progress=progress)
+        )
+    plan = plan.with_images(**loaded)
+    ckpt = (
+        Path(checkpoint)
+        if checkpoint
+        else train.default_checkpoint_path(dataset, p.name, "coupling", results_dir)
+    )
+    flow_config, extra, source = None, "", "the preset's {flow}, to be trained"
+    if ckpt.is_file():
+        peek, peek_meta = train.load_checkpoint(ckpt, "cpu", arch="coupling")
+        flow_config = dict(peek.arch_config)
+        del peek
+        source = f"checkpoint {ckpt}'s {{flow}}"
+        if not checkpoint and not (peek_meta["complete"] and peek_meta["epochs"] >= p.epochs):
+            extra = (
+                f", plus finishing the flow's training first ({ckpt} holds "
+                f"{peek_meta['epochs']} of {p.epochs} epochs)"
+            )
+    else:
+        extra = f", plus training the flow first (no checkpoint {ckpt})"
+    cfg = flow_config or {"arch": "coupling", "hidden": p.hidden}
 
     what = (
         f"preset {p.name}"
@@ -158,17 +179,15 @@ def run(
     )
     click.echo(f"Table 1 on {dataset}, {what}: {plan.describe()}, {p.iters} iterations each")
     est = runner.estimate_seconds(
-        plan, dev, jobs=jobs if backend == "joblib" else 1, threads=threads
+        plan,
+        dev,
+        jobs=jobs if backend == "joblib" else 1,
+        threads=threads,
+        flow_config=flow_config,
     )
-    ckpt = (
-        Path(checkpoint)
-        if checkpoint
-        else train.default_checkpoint_path(dataset, p.name, "coupling", results_dir)
-    )
-    extra = "" if ckpt.is_file() else f", plus training the flow first (no checkpoint {ckpt})"
     click.echo(
         f"estimated time on {dev}: {runner.format_duration(est)}{extra} "
-        f"(from 2 timed solver iterations of a width-{p.hidden} flow)"
+        f"(from {_estimate_basis(plan, cfg, source)})"
     )
 
     flow, meta = train.ensure_flow(
@@ -203,7 +222,8 @@ def run(
         log=click.echo,
         threads=threads,
     )
-    path = report.write_table1(result.run_dir, out)
+    with lock_reports(out):
+        path = report.write_table1(result.run_dir, out)
     click.echo("")
     click.echo(report.console_table(result.run_dir))
     click.echo(
@@ -214,3 +234,25 @@ def run(
         click.echo(f"failed: {line}")
     click.echo(f"results: {result.run_dir}")
     click.echo(f"report: {path} (with {Path(out) / report.GRID_FILE} and Figures 3–6)")
+
+
+def _estimate_basis(plan, cfg: dict, source: str) -> str:
+    """What the estimate timed, in words: the flow that will run (`source` names it, with
+    '{flow}' where its width and architecture go), and each method without a flow on one
+    image."""
+    from bench import methods as M
+    from bench import runner
+
+    used = {c.method for c in plan.grid_cells + plan.fixed_cells}
+    used |= {m for m, _ in plan.to_select}
+    parts = []
+    if any(M.get_method(m).needs_flow for m in used):
+        flow = f"width-{cfg['hidden']} {cfg['arch']} flow"
+        parts.append(
+            f"{runner.ESTIMATE_ITERS} timed solver iterations of {source.replace('{flow}', flow)}"
+        )
+    flowless = [M.get_method(m) for m in plan.methods if m in used]
+    flowless = [m.label or m.name for m in flowless if not m.needs_flow]
+    if flowless:
+        parts.append(f"{', '.join(flowless)} timed on one image")
+    return " and ".join(parts)

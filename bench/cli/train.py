@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from bench import config
 from bench.cli import main
 from bench.cli.common import (
+    DEFAULT_OUT,
     command_line,
     data_options,
+    dataset_option,
     device_option,
     handle_errors,
+    lock_reports,
     preset_option,
+    progress_option,
     resolve_device,
+    results_option,
+    seed_option,
+    set_threads,
+    threads_option,
 )
+
+FIGURE1_FILE = "fig1_samples.png"
 
 
 @main.command()
@@ -33,8 +45,8 @@ from bench.cli.common import (
     default=None,
     help="checkpoint file (default results/checkpoints/DATASET-PRESET-ARCH.pt)",
 )
-@click.option("--results", "results_dir", default="results", show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
+@results_option("results folder (checkpoints/)")
+@seed_option("seed of the weights' initialisation, batch order and dequantization noise")
 @click.option("--force", is_flag=True, help="retrain from scratch even if a checkpoint exists")
 @click.option(
     "--batches-per-epoch",
@@ -44,6 +56,8 @@ from bench.cli.common import (
     "(SPEC §8) [default: all batches]",
 )
 @device_option
+@threads_option()
+@progress_option
 @handle_errors
 def train(
     preset,
@@ -57,6 +71,8 @@ def train(
     force,
     batches_per_epoch,
     device,
+    threads,
+    progress,
 ) -> None:
     """Train the paper's flow (Adam 1e-4, betas (0.5, 0.999), batch 32) with a preset's
     sizes; resumes from its checkpoint when rerun."""
@@ -66,6 +82,7 @@ def train(
     p = get_preset(preset)
     if epochs is not None:
         p = p.with_(epochs=epochs)
+    set_threads(threads)
     result = run_train(
         p,
         dataset,
@@ -78,6 +95,7 @@ def train(
         force=force,
         log=click.echo,
         batches_per_epoch=batches_per_epoch,
+        progress=progress,
     )
     m = result.meta
     click.echo(
@@ -93,7 +111,7 @@ def train(
     help="trained flow (default results/checkpoints/DATASET-PRESET-coupling.pt)",
 )
 @preset_option("cpu")
-@data_options
+@dataset_option
 @click.option(
     "--stds",
     default=",".join(f"{s:g}" for s in config.SAMPLE_STDS),
@@ -103,15 +121,22 @@ def train(
 @click.option(
     "--per-row", type=click.IntRange(min=1), default=config.SAMPLES_PER_ROW, show_default=True
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--out", default="reports/fig1_samples.png", show_default=True)
-@click.option("--results", "results_dir", default="results", show_default=True)
+@seed_option("seed of the latent draws (the same draws for every σ)")
+@click.option(
+    "--out",
+    default=DEFAULT_OUT,
+    show_default=True,
+    help=f"reports folder (writes {FIGURE1_FILE} there), or the path of a .png file",
+)
+@results_option("results folder (checkpoints/)")
 @device_option
+@threads_option()
 @handle_errors
 def sample(
-    checkpoint, preset, dataset, data_root, stds, per_row, seed, out, results_dir, device
+    checkpoint, preset, dataset, stds, per_row, seed, out, results_dir, device, threads
 ) -> None:
-    """Write Figure 1: a PNG grid of samples, one row per latent σ."""
+    """Write Figure 1: a PNG grid of samples, one row per latent σ (the reports folder is
+    locked while it is written: a second live writer is refused)."""
     from bench.errors import BenchError
     from bench.samples import sample_grid, write_figure1
     from bench.train import default_checkpoint_path, load_checkpoint
@@ -122,13 +147,21 @@ def sample(
         raise BenchError(f"--stds {stds!r} is not a list of numbers: use e.g. 0,0.5,1") from None
     if not std_list or any(s < 0 for s in std_list):
         raise BenchError("--stds needs at least one non-negative number, e.g. 0,0.5,1")
+    target = Path(out) if Path(out).suffix.lower() == ".png" else Path(out) / FIGURE1_FILE
     path = checkpoint or default_checkpoint_path(dataset, preset, "coupling", results_dir)
-    flow, meta = load_checkpoint(path, resolve_device(device))
-    grid = sample_grid(flow, std_list, per_row, seed)
-    title = (
-        f"Figure 1: {meta['arch']} flow, width {meta['hidden']}, {meta['num_params']:,} "
-        f"params, {meta['epochs']} epochs on {meta['dataset_label']} (valid "
-        f"{meta['val_bpd']:.3f} bits/dim), seed {seed}\n{command_line()}"
-    )
-    written = write_figure1(grid, std_list, out, title)
+    dev = resolve_device(device)
+    set_threads(threads)
+    with lock_reports(target.parent):
+        flow, meta = load_checkpoint(path, dev)
+        grid = sample_grid(flow, std_list, per_row, seed)
+        title = (
+            f"Figure 1: {meta['arch']} flow, width {meta['hidden']}, {meta['num_params']:,} "
+            f"params, {meta['epochs']} epochs on {meta['dataset_label']} (valid "
+            f"{_bpd(meta['val_bpd'])} bits/dim), seed {seed}\n{command_line()}"
+        )
+        written = write_figure1(grid, std_list, target, title)
     click.echo(f"wrote {written}")
+
+
+def _bpd(v) -> str:
+    return "?" if v is None else f"{v:.3f}"
