@@ -198,16 +198,16 @@ def _verdict_tie(psnr: dict, ssim: dict) -> str:
     return "unresolved"
 
 
-def _test_cells(data) -> dict:
+def test_cells(data) -> dict:
     """(method, task) -> per-image test rows of its reported cell, indexed by image name."""
-    from bench.report import _cell_rows, summary_frame
+    from bench.report import cell_rows, summary_frame
 
     cells = {}
     for rec in summary_frame(data).itertuples():
         if rec.status != "ok":
             continue
         w = None if math.isnan(rec.weight) else rec.weight
-        rows = _cell_rows(data.rows, "test", rec.method, rec.task, w)
+        rows = cell_rows(data.rows, "test", rec.method, rec.task, w)
         cells[(rec.method, rec.task)] = rows.set_index("image")[["psnr", "ssim", "mse5"]]
     return cells
 
@@ -232,8 +232,8 @@ def compare(cells: dict, a: str, b: str, task: str) -> dict | None:
 
 def claim_results(data, cells: dict | None = None) -> list[dict]:
     """Every claim of CLAIMS with its per-task comparisons and verdicts (`cells`: the run's
-    test cells from `_test_cells`, read once by the caller that needs them several times)."""
-    cells = _test_cells(data) if cells is None else cells
+    test cells from `test_cells`, read once by the caller that needs them several times)."""
+    cells = test_cells(data) if cells is None else cells
     out = []
     for c in CLAIMS:
         comps = []
@@ -270,7 +270,7 @@ def claim_results(data, cells: dict | None = None) -> list[dict]:
 def pair_results(data, pairs, cells: dict | None = None) -> list[dict]:
     """Method a against method b on every task of the run where both ran, for each
     (a, b, what) of `pairs`; each result carries its `what`."""
-    cells = _test_cells(data) if cells is None else cells
+    cells = test_cells(data) if cells is None else cells
     out = []
     for a, b, what in pairs:
         for t in data.manifest["tasks"]:
@@ -637,7 +637,7 @@ def _exact_counts(r: dict) -> str:
     return f" (exact: a {r['n_exact_a']}/{r['n']}, b {r['n_exact_b']}/{r['n']})"
 
 
-def _ci(r: dict, digits: int) -> str:
+def ci_text(r: dict, digits: int) -> str:
     if r is None:
         return "—"
     if _infinite(r):
@@ -685,7 +685,7 @@ def _exact_note(comps: list[dict]) -> str:
     )
 
 
-def _share(v: float) -> str:
+def share_text(v: float) -> str:
     return "—" if v is None or math.isnan(v) else f"{v:.0%}"
 
 
@@ -704,8 +704,8 @@ def _comparison_rows(comps: list[dict], labels: dict, claim: str = "") -> list[l
             continue
         p, s = r["psnr"], r["ssim"]
         body.append(
-            [claim, r["task"], name, _ci(p, 2), _boot(p, 2), _ci(s, 4), _boot(s, 4),
-             f"{_share(p['wins'])} / {_share(s['wins'])}", f"{_p(p['p'])} / {_p(s['p'])}",
+            [claim, r["task"], name, ci_text(p, 2), _boot(p, 2), ci_text(s, 4), _boot(s, 4),
+             f"{share_text(p['wins'])} / {share_text(s['wins'])}", f"{_p(p['p'])} / {_p(s['p'])}",
              r.get("verdict", "")]
         )  # fmt: skip
     return body
@@ -906,10 +906,10 @@ def _convention_section(data, summary, labels: dict) -> list[str]:
 def render_claims(data, results_dir: str | Path) -> str:
     """The Markdown of claims.md for a loaded run (report.RunData)."""
     from bench.report import (
-        _images_line,
-        _model_line,
-        _preset_line,
+        images_line,
+        model_line,
         paper_table,
+        preset_line,
         run_commands_line,
         summary_frame,
     )
@@ -918,17 +918,17 @@ def render_claims(data, results_dir: str | Path) -> str:
     man = data.manifest
     labels = man.get("method_labels", {})
     summary = summary_frame(data)
-    cells = _test_cells(data)
+    cells = test_cells(data)
     claims = claim_results(data, cells)
     realism_lines, realism_verdict = _realism_section(results_dir)
     timing_lines, timing_verdict = _timing_section(results_dir)
     lines = [
         f"# The paper's claims, tested on run `{man['run_id']}`",
         "",
-        f"- **Test images**: {_images_line(man.get('test_images'))}",
-        f"- **Preset**: {_preset_line(man['preset'])}",
+        f"- **Test images**: {images_line(man.get('test_images'))}",
+        f"- **Preset**: {preset_line(man['preset'])}",
         f"- **Solver**: {man['iters']} iterations per solve, seed {man['seed']}",
-        f"- **Model**: {_model_line(man.get('model', {}))}",
+        f"- **Model**: {model_line(man.get('model', {}))}",
         run_commands_line(man),
         f"- **Rebuild**: `bench findings --run {man['run_id']}` rewrites this file from the "
         "stored results (and results/realism.csv, results/timing*.csv), identically, without "

@@ -61,7 +61,7 @@ def load_run(run_dir: str | Path) -> RunData:
     return RunData(run_dir, read_manifest(run_dir), read_cells(run_dir))
 
 
-def _cell_rows(rows, stage: str, method: str, task: str, weight):
+def cell_rows(rows, stage: str, method: str, task: str, weight):
     if len(rows) == 0:
         return rows
     sel = rows[(rows["stage"] == stage) & (rows["method"] == method) & (rows["task"] == task)]
@@ -160,7 +160,7 @@ def summary_frame(data: RunData | str | Path):
                 continue
             rec["weight"] = math.nan if w is None else float(w)
             rec["cell"] = man.get("labels", {}).get(m, {}).get(weight_key(w), m)
-            cell = _cell_rows(rows, "test", m, t, w)
+            cell = cell_rows(rows, "test", m, t, w)
             if len(cell) == 0:
                 out.append(rec)
                 continue
@@ -204,7 +204,7 @@ def _stale_failure(data: RunData, method: str, task: str) -> str:
     stage = "select" if man.get("select_on") == "valid" else "test"
     best, best_psnr = None, -math.inf
     for w in man.get("grids", {}).get(method, []):
-        cell = _cell_rows(data.rows, stage, method, task, w) if w is not None else []
+        cell = cell_rows(data.rows, stage, method, task, w) if w is not None else []
         psnr = cell_mean_psnr(cell) if len(cell) else math.nan
         if not math.isnan(psnr) and (best is None or psnr > best_psnr):
             best, best_psnr = w, psnr
@@ -245,7 +245,7 @@ def grid_frame(data: RunData | str | Path):
             if sel.get("source") not in ("valid grid", "test grid"):
                 continue
             for w in grid:
-                cell = _cell_rows(rows, stage, m, t, w)
+                cell = cell_rows(rows, stage, m, t, w)
                 if len(cell) == 0:
                     continue
                 div = cell["diverged"].astype(bool)
@@ -455,7 +455,7 @@ def exact_notes(summary, grid, man: dict, labels: dict) -> list[str]:
     return notes
 
 
-def _images_line(info: dict | None) -> str:
+def images_line(info: dict | None) -> str:
     if not info:
         return "none"
     span = f"{info['first']} … {info['last']}" if info.get("first") else "no files"
@@ -464,7 +464,7 @@ def _images_line(info: dict | None) -> str:
     return f"{info['label']} — {info['count']} images{files}{extra}"
 
 
-def _model_line(model: dict) -> str:
+def model_line(model: dict) -> str:
     parts = [f"{model.get('arch', '?')} flow", f"width {model.get('hidden', '?')}"]
     if model.get("num_params") is not None:
         parts.append(f"{int(model['num_params']):,} parameters")
@@ -485,7 +485,7 @@ def _model_line(model: dict) -> str:
     return ", ".join(parts)
 
 
-def _preset_line(p: dict) -> str:
+def preset_line(p: dict) -> str:
     grids = f"γ grid {list(p.get('gamma_grid', []))}, α grid {list(p.get('alpha_grid', []))}"
     return (
         f"`{p['name']}` (width {p['hidden']}, {p['epochs']} epoch(s), {p['test_images']} "
@@ -554,13 +554,13 @@ def render_table1(
     lines = [
         f"# Table 1: image restoration on {man['dataset']} (preset `{man['preset']['name']}`)",
         "",
-        f"- **Test images**: {_images_line(test)}",
+        f"- **Test images**: {images_line(test)}",
         f"- **Weight selection**: {_selection_line(man)}; selection images: "
-        f"{_images_line(man.get('select_images'))}",
-        f"- **Preset**: {_preset_line(man['preset'])}",
+        f"{images_line(man.get('select_images'))}",
+        f"- **Preset**: {preset_line(man['preset'])}",
         f"- **Solver**: {man['iters']} Adam iterations per solve (lr {man.get('lr')}; MAP "
         f"{config.MAP_LR}), seed {man['seed']}",
-        f"- **Model**: {_model_line(man.get('model', {}))}",
+        f"- **Model**: {model_line(man.get('model', {}))}",
         run_commands_line(man),
         f"- **Run**: `{man['run_id']}` (`{data.run_dir}`), started {man.get('created')}, "
         f"updated {man.get('updated')}"

@@ -88,7 +88,7 @@ def _realism(run_dir, results_dir, checkpoint, data_root, samples, seed, progres
     from bench import data
     from bench import findings as F
     from bench.errors import BenchError
-    from bench.report import _model_line, read_manifest
+    from bench.report import model_line, read_manifest
     from bench.train import load_checkpoint
 
     man = read_manifest(run_dir)
@@ -106,7 +106,7 @@ def _realism(run_dir, results_dir, checkpoint, data_root, samples, seed, progres
     F.write_realism(
         df,
         {
-            "model": _model_line(meta),
+            "model": model_line(meta),
             "real": f"{real.label}: first {2 * n} valid images, split in two sets of {n}",
             "n": n,
             "seed": seed,

@@ -1,0 +1,50 @@
+"""`bench compare`: two stored Table 1 runs held against each other, image by image."""
+
+from __future__ import annotations
+
+import click
+
+from bench.cli import main
+from bench.cli.common import (
+    command_line,
+    handle_errors,
+    lock_reports,
+    out_option,
+    results_option,
+)
+
+
+@main.command()
+@click.option(
+    "--run",
+    "run_id",
+    default=None,
+    metavar="RUN_ID",
+    help="the new run (id or unique prefix) [default: the latest run]",
+)
+@click.option(
+    "--baseline",
+    required=True,
+    metavar="RUN_ID",
+    help="the run to compare against (id or unique prefix)",
+)
+@results_option("results store written by `bench run`")
+@out_option()
+@handle_errors
+def compare(run_id, baseline, results_dir, out) -> None:
+    """Compare two stored Table 1 runs of the same test images and seed: per method and
+    task, the paired per-image difference new − baseline of PSNR and SSIM with 95% intervals
+    (e.g. after retraining the flow). Writes OUT/compare-BASELINE-to-RUN.md, computing nothing
+    but statistics of stored results."""
+    from bench.compare import write_comparison
+    from bench.errors import BenchError
+    from bench.runner import find_run
+
+    new_dir = find_run(results_dir, run_id)
+    base_dir = find_run(results_dir, baseline)
+    if new_dir == base_dir:
+        raise BenchError(f"--run and --baseline both name {new_dir.name}: pass two runs")
+    with lock_reports(out):
+        path = write_comparison(new_dir, base_dir, out, command_line())
+    click.echo(path.read_text())
+    click.echo(f"comparison: {path}")
