@@ -30,6 +30,8 @@ _FILE_MODE = _file_mode()
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
     """Call `write(f)` on a temporary file in the same folder, then os.replace it to `path`."""
     path = Path(path)
+    if path.is_symlink():  # replace the file the link points to, not the link
+        path = path.resolve()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
@@ -45,10 +47,27 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
             os.unlink(tmp)
         except OSError:
             pass
-        if isinstance(e, OSError) and not isinstance(e, WriteError):
+        if isinstance(e, OSError):
             raise WriteError.from_os_error(e, path) from None
+        if isinstance(e, RuntimeError) and _is_write_failure(e):
+            # torch.save wraps a failed write (a full disk) in a RuntimeError
+            raise WriteError(
+                f"cannot write {path}: the write failed ({_first_line(e)}; the disk may be "
+                "full: free some space or pass another folder); what was there before is "
+                "unchanged and finished work is kept"
+            ) from None
         raise
     return path
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return text[0][:120] if text else type(e).__name__
+
+
+def _is_write_failure(e: RuntimeError) -> bool:
+    text = str(e)
+    return any(k in text for k in ("inline_container", "PytorchStreamWriter", "file write failed"))
 
 
 def atomic_write_text(path: str | Path, text: str) -> Path:

@@ -74,6 +74,22 @@ def _check_arch_config(cfg, path: Path) -> None:
     for k, (kind, _) in ARCH_FIELDS.items():
         if k in cfg and (not isinstance(cfg[k], kind) or isinstance(cfg[k], bool) and kind is int):
             raise _malformed(path, f"arch_config field {k} is {cfg[k]!r}")
+    from bench.flows import ARCHITECTURES, INV_MODES
+
+    if cfg["arch"] not in ARCHITECTURES:
+        raise _malformed(path, f"arch_config field arch is {cfg['arch']!r}, not one of "
+                               f"{', '.join(ARCHITECTURES)}")  # fmt: skip
+    for k in ("hidden", "in_channels", "size"):
+        if k in cfg and cfg[k] < 1:
+            raise _malformed(path, f"arch_config field {k} is {cfg[k]!r}")
+    steps, splits = list(cfg["steps"]), list(cfg["splits"])
+    if not steps or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
+                            for v in steps):  # fmt: skip
+        raise _malformed(path, f"arch_config field steps is {cfg['steps']!r}")
+    if len(splits) != len(steps) or not all(isinstance(v, bool) for v in splits):
+        raise _malformed(path, f"arch_config field splits is {cfg['splits']!r}")
+    if "inv_mode" in cfg and cfg["inv_mode"] not in INV_MODES:
+        raise _malformed(path, f"arch_config field inv_mode is {cfg['inv_mode']!r}")
 
 
 def nonfinite_tensors(state, prefix: str = "") -> list[str]:
@@ -83,7 +99,7 @@ def nonfinite_tensors(state, prefix: str = "") -> list[str]:
     for k, v in items:
         name = f"{prefix}{k}"
         if isinstance(v, torch.Tensor):
-            if v.is_floating_point() and not bool(torch.isfinite(v).all()):
+            if (v.is_floating_point() or v.is_complex()) and not bool(torch.isfinite(v).all()):
                 bad.append(name)
         elif isinstance(v, dict | list | tuple):
             bad.extend(nonfinite_tensors(v, f"{name}."))
@@ -94,6 +110,8 @@ def _read(path: Path) -> dict:
     """The checkpoint at `path`, loaded without executing anything (tensors and plain data
     only: `torch.load(weights_only=True)`) and checked: its fields, its architecture and that
     every weight is finite. Raises CheckpointError (one line) otherwise."""
+    if path.is_dir():
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file: pass the .pt file")
     if not path.is_file():
         raise CheckpointError(
             f"checkpoint {path} not found: train one with `bench train` or pass --checkpoint"
@@ -128,6 +146,12 @@ def _read(path: Path) -> dict:
     for key, kind in (("epoch", int), ("step", int), ("history", list), ("preset", dict)):
         if key in ckpt and not isinstance(ckpt[key], kind):
             raise _malformed(path, f"{key} is {type(ckpt[key]).__name__}")
+    for i, h in enumerate(ckpt.get("history") or []):
+        if not isinstance(h, dict) or not all(
+            isinstance(h.get(k), int | float) and not isinstance(h.get(k), bool)
+            for k in ("epoch", "val_bpd")
+        ):
+            raise _malformed(path, f"history entry {i} is not an epoch record with val_bpd")
     bad = nonfinite_tensors(model) + nonfinite_tensors(ckpt.get("optimizer") or {}, "optimizer.")
     if bad:
         raise CheckpointError(
@@ -141,8 +165,8 @@ def _read(path: Path) -> dict:
 def _flow_of(ckpt: dict, path: Path) -> MultiScaleFlow:
     try:
         flow = flow_from_config(ckpt["arch_config"])
-    except (TypeError, ValueError) as e:
-        raise _malformed(path, f"arch_config cannot build a flow: {e}") from None
+    except (TypeError, ValueError, RuntimeError) as e:
+        raise _malformed(path, f"arch_config cannot build a flow: {str(e)[:120]}") from None
     try:
         flow.load_state_dict(ckpt["model"])
     except RuntimeError as e:
@@ -253,6 +277,7 @@ _FIX_HINT = {
     "dataset (--dataset)": "--dataset {0}",
     "training files (--data-root)": "the same --data-root",
     "--batches-per-epoch": "--batches-per-epoch {0}",
+    "--batches-per-epoch all": "no --batches-per-epoch",
 }
 
 
@@ -262,10 +287,14 @@ def _check_resume(path: Path, ckpt: dict, wanted: dict) -> None:
         return
     name, have, want = diffs[0]
     shown = {  # fingerprints of files mean nothing to a reader: say what they are
-        "training files (--data-root)": (ckpt.get("dataset_label"), "the requested files"),
+        "training files (--data-root)": (
+            ckpt.get("dataset_label"),
+            wanted.get("training files label") or "the requested files",
+        ),
         "--batches-per-epoch": (have or "all", want or "all"),
     }.get(name, (have, want))
-    hint = _FIX_HINT.get(name, "the value it was trained with").format(have)
+    hint_key = f"{name} all" if name == "--batches-per-epoch" and have is None else name
+    hint = _FIX_HINT.get(hint_key, "the value it was trained with").format(have)
     more = f" (and {len(diffs) - 1} more setting(s))" if len(diffs) > 1 else ""
     raise CheckpointError(
         f"checkpoint {path} was trained with {name} {shown[0]}, not {shown[1]}{more}: pass "
@@ -315,6 +344,8 @@ def train(
         if checkpoint
         else default_checkpoint_path(dataset, preset.name, arch, results_dir)
     )
+    if path.is_symlink():  # train the checkpoint the link points to (and lock that one)
+        path = path.resolve()
     with locks.holding(path, "bench train"):
         return _train_locked(
             preset, dataset, data_root, device, arch, path, seed, force, progress, log,
@@ -362,6 +393,7 @@ def _train_locked(
                 "Adam betas": list(config.TRAIN_BETAS),
                 "dataset (--dataset)": dataset,
                 "training files (--data-root)": train_set.fingerprint,
+                "training files label": train_set.label,
                 "--batches-per-epoch": batches_per_epoch,
             },
         )
@@ -430,8 +462,8 @@ def _train_locked(
 
     def diverged(what: str, batch: int) -> TrainingDiverged:
         good = (
-            f"{path} keeps the last good state: rerun the same command to resume from it, or "
-            "--force (with another --seed) to start again"
+            f"{path} keeps the last good state (resuming it repeats the same batches and "
+            "likely diverges again): retrain with --force and another --seed"
             if path.exists()
             else "nothing was saved: rerun with another --seed"
         )
@@ -557,7 +589,18 @@ def ensure_flow(
             )
         if meta["complete"] and meta["epochs"] >= preset.epochs:
             return flow, meta
-    result = train(
-        preset, dataset, data_root, device, arch, path, results_dir, progress=progress, log=log
-    )
+    # an unfinished default checkpoint is finished with the settings it was started with (its
+    # seed and batches per epoch); preset or data differences are still refused
+    own = _read(path) if path.exists() else {}
+    try:
+        result = train(
+            preset, dataset, data_root, device, arch, path, results_dir,
+            seed=own.get("seed", 0), progress=progress, log=log,
+            batches_per_epoch=own.get("batches_per_epoch"),
+        )  # fmt: skip
+    except CheckpointError as e:
+        raise CheckpointError(
+            f"{e} (`bench run` finishes the default checkpoint {path} before solving: finish "
+            f"it with `bench train`, delete it, or pass --checkpoint)"
+        ) from None
     return result.flow, result.meta

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +77,29 @@ def tmp_cache(tmp_path, monkeypatch):
     d = tmp_path / "cache"
     monkeypatch.setenv("BENCH_CACHE", str(d))
     return d
+
+
+_HOLDER = """
+import fcntl, os, sys, time
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o644)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.ftruncate(fd, 0)
+os.write(fd, str(os.getpid()).encode())
+print("ready", flush=True)
+time.sleep(60)
+"""
+
+
+@contextlib.contextmanager
+def lock_holder(lock_file):
+    """A live process holding the lock file `lock_file` (as `bench.locks` takes it) for the
+    duration of the block; yields its pid."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _HOLDER, str(lock_file)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()

@@ -409,27 +409,67 @@ def test_cli_run_then_report(flow, tmp_path, monkeypatch):
 
 
 def test_run_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path):
-    import subprocess
-    import sys
+    from conftest import lock_holder
 
+    from bench import locks
     from bench.runner import acquire_run_lock
 
     run_dir = tmp_path / "run"
     lock = acquire_run_lock(run_dir)
     assert lock.read_text() == str(os.getpid())
-    lock.unlink()
-    # a live process holding the lock: refused with a one-line message
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        (run_dir / ".lock").write_text(str(proc.pid))
-        with pytest.raises(BenchError, match=f"pid {proc.pid}"):
+    locks.release(lock)
+    assert not lock.exists()
+    # a live process holding the lock: refused with a one-line message naming it
+    with lock_holder(run_dir / ".lock") as pid:
+        with pytest.raises(BenchError, match=f"pid {pid}"):
             acquire_run_lock(run_dir)
-    finally:
-        proc.kill()
-        proc.wait()
-    # the same lock left by a process that is gone is taken over
+    # the lock of a process that is gone, or a stale file naming any pid (even a live,
+    # unrelated one such as pid 1), is taken over
+    (run_dir / ".lock").write_text("1")
     lock = acquire_run_lock(run_dir)
     assert lock.read_text() == str(os.getpid())
+    locks.release(lock)
+
+
+def test_locks_cannot_be_won_twice_by_processes_starting_together(tmp_path):
+    """Six processes racing for one lock: exactly one wins each time."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, time\n"
+        "from bench import locks\n"
+        "from bench.errors import BenchError\n"
+        "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "try:\n"
+        "    locks.acquire(sys.argv[1])\n"
+        "    print('won', flush=True)\n"
+        "    time.sleep(1.0)\n"
+        "except BenchError:\n"
+        "    print('refused', flush=True)\n"
+    )
+    import time
+
+    for trial in range(3):
+        start = str(time.time() + 1.5)
+        target = tmp_path / f"race{trial}"
+        procs = [
+            subprocess.Popen([sys.executable, "-c", script, str(target), start],
+                             stdout=subprocess.PIPE, text=True)
+            for _ in range(6)
+        ]  # fmt: skip
+        outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+        assert outs.count("won") == 1, outs
+
+
+def test_a_symlink_locks_its_target(tmp_path):
+    from bench import locks
+
+    real = tmp_path / "c.pt"
+    real.write_bytes(b"x")
+    link = tmp_path / "link.pt"
+    link.symlink_to(real)
+    assert locks.lock_path(link) == locks.lock_path(real)
 
 
 def test_commands_are_recorded_and_a_noop_rerun_leaves_the_manifest_alone(flow, tmp_path):

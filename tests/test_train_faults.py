@@ -4,8 +4,6 @@ writers, unsafe or malformed checkpoint files (issue: faults found by trying the
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -206,26 +204,27 @@ def test_another_dataset_is_refused(ckpt, tmp_path):
 
 
 # ---- 4. two writers ------------------------------------------------------------------------
-def test_a_second_live_trainer_on_the_same_checkpoint_is_refused(ckpt):
+def test_a_second_live_trainer_on_the_same_checkpoint_is_refused(ckpt, tmp_path):
+    from conftest import lock_holder
+
     before = ckpt.read_bytes()
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     lock = ckpt.with_name(ckpt.name + ".lock")
-    try:
-        lock.write_text(str(proc.pid))
-        res = invoke(
-            [
-                "train", "--preset", "smoke", "--dataset", "builtin", "--checkpoint", str(ckpt),
-                "--epochs", "2", "--no-progress",
-            ]
-        )  # fmt: skip
-        one_line_error(res, f"pid {proc.pid}", "bench train")
+    link = tmp_path / "link.pt"  # a symlink to the same checkpoint is the same checkpoint
+    link.symlink_to(ckpt)
+    with lock_holder(lock) as pid:
+        for path in (ckpt, link):
+            res = invoke(
+                [
+                    "train", "--preset", "smoke", "--dataset", "builtin", "--checkpoint",
+                    str(path), "--epochs", "2", "--no-progress",
+                ]
+            )  # fmt: skip
+            one_line_error(res, f"pid {pid}", "bench train")
         assert ckpt.read_bytes() == before
-    finally:
-        proc.kill()
-        proc.wait()
     # the lock of a process that is gone is taken over, and released at the end
-    result = train(TINY.with_(epochs=2), "builtin", checkpoint=ckpt, progress=False, log=_quiet)
+    result = train(TINY.with_(epochs=2), "builtin", checkpoint=link, progress=False, log=_quiet)
     assert result.meta["epochs"] == 2 and not lock.exists()
+    assert link.is_symlink() and torch.load(ckpt, weights_only=True)["epoch"] == 2
 
 
 # ---- 8. loading a checkpoint never runs code ----------------------------------------------
@@ -235,6 +234,36 @@ class _Payload:
 
     def __reduce__(self):
         return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_complex_nan_is_non_finite_too(ckpt):
+    state = torch.load(ckpt, weights_only=True)
+    state["model"]["extra"] = torch.tensor([complex(float("nan"), 0.0)])
+    torch.save(state, ckpt)
+    with pytest.raises(CheckpointError, match="NaN or inf in extra"):
+        load_checkpoint(ckpt)
+
+
+def test_a_folder_is_not_a_checkpoint(tmp_path):
+    with pytest.raises(CheckpointError, match="is a folder"):
+        load_checkpoint(tmp_path)
+
+
+def test_the_batches_per_epoch_hint_is_a_valid_command(ckpt):
+    with pytest.raises(CheckpointError, match="pass no --batches-per-epoch to resume"):
+        train(TINY.with_(epochs=2), "builtin", checkpoint=ckpt, progress=False, log=_quiet,
+              batches_per_epoch=1)  # fmt: skip
+
+
+def test_bench_run_finishes_an_unfinished_default_checkpoint_with_its_own_seed(tmp_path):
+    from bench.train import default_checkpoint_path, ensure_flow
+
+    path = default_checkpoint_path("builtin", "tiny", "coupling", tmp_path)
+    train(TINY, "builtin", checkpoint=path, seed=7, progress=False, log=_quiet)
+    flow, meta = ensure_flow(TINY.with_(epochs=2), "builtin", results_dir=tmp_path,
+                             progress=False, log=_quiet)  # fmt: skip
+    assert meta["epochs"] == 2
+    assert torch.load(path, weights_only=True)["seed"] == 7
 
 
 def test_a_crafted_checkpoint_runs_no_code(ckpt, tmp_path):
@@ -273,7 +302,11 @@ def test_checkpoints_written_before_still_load(ckpt):
             "arch_config lacks hidden, steps, splits",
         ),
         (lambda s: s["arch_config"].update(hidden="wide"), "field hidden is 'wide'"),
-        (lambda s: s["arch_config"].update(arch="unet"), "cannot build a flow"),
+        (lambda s: s["arch_config"].update(arch="unet"), "field arch is 'unet'"),
+        (lambda s: s["arch_config"].update(hidden=-3), "field hidden is -3"),
+        (lambda s: s["arch_config"].update(splits=[True]), "field splits is"),
+        (lambda s: s.update(history=["x"]), "history entry 0"),
+        (lambda s: s["history"][-1].update(val_bpd="abc"), "history entry 0"),
         (lambda s: s.update(arch_config=[1, 2]), "not a mapping"),
         (lambda s: s.update(model={"x": 1}), "model is not a mapping of tensors"),
         (lambda s: s["model"].pop(next(iter(s["model"]))), "weights do not fit"),

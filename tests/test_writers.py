@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import tiny_flow
+from conftest import lock_holder, tiny_flow
 
 from bench import config, runner
 
@@ -47,16 +47,6 @@ def store(tmp_path_factory):
         threads=1,
     )
     return results, ckpt
-
-
-@pytest.fixture
-def live_pid():
-    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
-    try:
-        yield proc.pid
-    finally:
-        proc.kill()
-        proc.wait()
 
 
 def dead_pid() -> int:
@@ -96,20 +86,20 @@ NAMES = ["report", "findings", "findings --realism", "sample", "ablation", "perf
 
 @pytest.mark.parametrize("name", NAMES)
 def test_a_live_writer_is_refused_and_a_dead_ones_lock_is_taken_over(
-    name, store, live_pid, tmp_path, tmp_cache
+    name, store, tmp_path, tmp_cache
 ):
     results, ckpt = store
     out = tmp_path / "reports"
     out.mkdir()
     args, lock_files = commands(results, ckpt, out)[name]
     for lock in lock_files:
-        lock.write_text(str(live_pid))
-        result = invoke(args)
-        assert result.exit_code == 2, result.output
-        lines = result.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-        assert f"pid {live_pid}" in lines[0] and "Traceback" not in result.output
-        assert lock.read_text() == str(live_pid)  # the live writer's lock is left alone
+        with lock_holder(lock) as live_pid:
+            result = invoke(args)
+            assert result.exit_code == 2, result.output
+            lines = result.stderr.strip().splitlines()
+            assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+            assert f"pid {live_pid}" in lines[0] and "Traceback" not in result.output
+            assert lock.read_text() == str(live_pid)  # the live writer's lock is left alone
         lock.write_text(str(dead_pid()))
     result = invoke(args)
     assert result.exit_code == 0, result.output
@@ -117,7 +107,7 @@ def test_a_live_writer_is_refused_and_a_dead_ones_lock_is_taken_over(
 
 
 def test_run_refuses_to_write_reports_another_live_writer_holds(
-    store, live_pid, tmp_path, tmp_cache, monkeypatch
+    store, tmp_path, tmp_cache, monkeypatch
 ):
     from bench import train
 
@@ -126,11 +116,11 @@ def test_run_refuses_to_write_reports_another_live_writer_holds(
     monkeypatch.setattr(train, "ensure_flow", lambda *a, **k: (flow, meta))
     out, results = tmp_path / "reports", tmp_path / "results"
     out.mkdir()
-    (out / ".lock").write_text(str(live_pid))
     args = ["run", "--table", "1", "--preset", "smoke", "--methods", "ours", "--weights", "paper"]
     args += ["--tasks", "denoising", "--device", "cpu", "--threads", "1", "--no-progress"]
     args += ["--results", str(results), "--out", str(out)]
-    refused = invoke(args)
+    with lock_holder(out / ".lock") as live_pid:
+        refused = invoke(args)
     assert refused.exit_code == 2, refused.output
     lines = refused.stderr.strip().splitlines()
     assert len(lines) == 1 and f"pid {live_pid}" in lines[0], refused.stderr
