@@ -79,6 +79,10 @@ def compare_runs(new_dir: str | Path, base_dir: str | Path) -> list[dict]:
     return out
 
 
+def _mean(v: float) -> str:
+    return "+inf" if v == math.inf else f"{v:.2f}"
+
+
 def _weight(w) -> str:
     from bench.report import format_weight
 
@@ -110,7 +114,7 @@ def render_comparison(new_dir: str | Path, base_dir: str | Path, command: str = 
     body = [
         [
             r["label"], r["task"], f"{_weight(r['weight_base'])} → {_weight(r['weight_new'])}",
-            f"{r['psnr_base']:.2f} → {r['psnr_new']:.2f}", ci_text(r["psnr"], 2),
+            f"{_mean(r['psnr_base'])} → {_mean(r['psnr_new'])}", ci_text(r["psnr"], 2),
             ci_text(r["ssim"], 4),
             f"{share_text(r['psnr']['wins'])} / {share_text(r['ssim']['wins'])}",
             str(r["psnr"]["n"]),

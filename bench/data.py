@@ -44,7 +44,7 @@ from tqdm.auto import tqdm
 
 from bench.atomic import atomic_write
 from bench.config import CELEBA_RANGES, CHANNELS, IMAGE_SIZE, N_BINS
-from bench.errors import DataError, WriteError
+from bench.errors import BenchWarning, DataError, WriteError
 
 logger = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ BUILTIN_MIN_CROP = 48  # crop side drawn in [48, min(H, W) // 2]
 BUILTIN_LABEL = "builtin: scikit-image photographs (NOT CelebA)"
 
 
-class DataWarning(UserWarning):
+class DataWarning(BenchWarning):
     """Something about the data the user should know but that does not stop the run."""
 
 

@@ -11,6 +11,11 @@ class BenchError(Exception):
     """A problem the user can fix; the message names the problem and the fix."""
 
 
+class BenchWarning(UserWarning):
+    """Something the user should know that does not stop the command; the CLI prints each
+    distinct one once, as one line (`warning: ...`)."""
+
+
 class DataError(BenchError):
     """Missing, empty, corrupt or wrongly laid out image data."""
 

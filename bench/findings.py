@@ -578,10 +578,13 @@ def speed_ratio(times_glow, times_coupling, seed: int = 0) -> dict:
     }
 
 
-TIMING_FIX = (
-    "delete results/timing.csv, timing_summary.csv and timing_meta.json and rerun "
-    "`bench ablation --timing`"
-)
+def timing_fix(results_dir: str | Path) -> str:
+    """The fix for damaged timing files, naming them where they are."""
+    r = Path(results_dir)
+    return (
+        f"delete {r / 'timing.csv'}, {r / 'timing_summary.csv'} and {r / 'timing_meta.json'} "
+        "and rerun `bench ablation --timing`"
+    )
 
 
 def timing_results(results_dir: str | Path) -> tuple[list[dict], dict]:
@@ -593,7 +596,7 @@ def timing_results(results_dir: str | Path) -> tuple[list[dict], dict]:
     meta_path = Path(results_dir) / "timing_meta.json"
     if not raw_path.is_file():
         return [], {}
-    fix = TIMING_FIX
+    fix = timing_fix(results_dir)
     raw = stored.read_csv(
         raw_path, fix, ("section", "arch", "mode", "ms"), keep_default_na=False, na_values=[""]
     )

@@ -658,8 +658,9 @@ def list_runs(results_dir: str | Path) -> list[Path]:
     return sorted(runs, key=updated)
 
 
-def find_run(results_dir: str | Path, run_id: str | None = None) -> Path:
-    """The folder of run `run_id` (a unique prefix is enough), or the latest run."""
+def find_run(results_dir: str | Path, run_id: str | None = None, option: str = "--run") -> Path:
+    """The folder of run `run_id` (a unique prefix is enough), or the latest run; `option`
+    names the command-line option that gave the id, for the error message."""
     root = runs_root(results_dir)
     runs = list_runs(results_dir)
     if not runs:
@@ -673,7 +674,7 @@ def find_run(results_dir: str | Path, run_id: str | None = None) -> Path:
     if len(match) != 1:
         names = ", ".join(p.name for p in runs[-5:])
         what = "matches no run" if not match else "is ambiguous"
-        raise BenchError(f"--run {run_id!r} {what} in {root}: choose one of {names}")
+        raise BenchError(f"{option} {run_id!r} {what} in {root}: choose one of {names}")
     return match[0]
 
 

@@ -16,14 +16,24 @@ def sample_grid(
     flow, stds: Sequence[float], per_row: int = config.SAMPLES_PER_ROW, seed: int = 0
 ) -> torch.Tensor:
     """uint8 samples of shape (len(stds), per_row, 3, 32, 32). Every row uses the same
-    standard-normal draws scaled by its σ, so rows differ only in σ (σ = 0 gives z = 0)."""
+    standard-normal draws scaled by its σ, so rows differ only in σ (σ = 0 gives z = 0).
+
+    Raises BenchError when the flow generates NaN or inf (finite weights can still overflow):
+    a figure of black squares would hide it."""
     from bench.data import to_pixels
+    from bench.errors import BenchError
 
     device = next(flow.parameters()).device
     eps = torch.randn(per_row, flow.dim, generator=torch.Generator().manual_seed(seed))
     rows = []
     for s in stds:
         x, _ = flow.inverse((eps * float(s)).to(device))
+        bad = int((~torch.isfinite(x.reshape(len(x), -1)).all(1)).sum())
+        if bad:
+            raise BenchError(
+                f"the flow generates NaN or inf for {bad} of {len(x)} samples at σ = {s:g}: "
+                "its weights overflow; use another checkpoint (or retrain it)"
+            )
         rows.append(to_pixels(x.float().cpu()))
     return torch.stack(rows)
 

@@ -23,15 +23,24 @@ from __future__ import annotations
 import functools
 import shlex
 import sys
+import warnings
 from pathlib import Path
 
 import click
 
-from bench.errors import BenchError
+from bench.errors import BenchError, BenchWarning
 
 DEFAULT_RESULTS = "results"
 DEFAULT_OUT = "reports"
 WRITER = "bench command"  # who holds a lock, as the refusal names it (any bench command)
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Our warnings as one line each (`warning: ...`); others as Python prints them."""
+    if issubclass(category, BenchWarning):
+        click.echo(f"warning: {message}", err=True)
+    else:
+        click.echo(warnings.formatwarning(message, category, filename, lineno, line), err=True)
 
 
 def handle_errors(fn):
@@ -41,7 +50,10 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with warnings.catch_warnings():
+                warnings.simplefilter("once", BenchWarning)
+                warnings.showwarning = _show_warning
+                return fn(*args, **kwargs)
         except BenchError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(2)

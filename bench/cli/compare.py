@@ -41,7 +41,7 @@ def compare(run_id, baseline, results_dir, out) -> None:
     from bench.runner import find_run
 
     new_dir = find_run(results_dir, run_id)
-    base_dir = find_run(results_dir, baseline)
+    base_dir = find_run(results_dir, baseline, option="--baseline")
     if new_dir == base_dir:
         raise BenchError(f"--run and --baseline both name {new_dir.name}: pass two runs")
     with lock_reports(out):

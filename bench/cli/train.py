@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
@@ -145,8 +146,8 @@ def sample(
         std_list = [float(s) for s in stds.split(",") if s.strip()]
     except ValueError:
         raise BenchError(f"--stds {stds!r} is not a list of numbers: use e.g. 0,0.5,1") from None
-    if not std_list or any(s < 0 for s in std_list):
-        raise BenchError("--stds needs at least one non-negative number, e.g. 0,0.5,1")
+    if not std_list or any(not math.isfinite(s) or s < 0 for s in std_list):
+        raise BenchError("--stds needs finite non-negative numbers, e.g. 0,0.5,1")
     target = Path(out) if Path(out).suffix.lower() == ".png" else Path(out) / FIGURE1_FILE
     path = checkpoint or default_checkpoint_path(dataset, preset, "coupling", results_dir)
     dev = resolve_device(device)
