@@ -8,6 +8,7 @@ was there before is left intact and no temporary file remains."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 from collections.abc import Callable
@@ -25,6 +26,39 @@ def _file_mode() -> int:
 
 
 _FILE_MODE = _file_mode()
+_STAGED: list[tuple[str, Path]] | None = None  # (temporary file, target) of an open file set
+
+
+@contextlib.contextmanager
+def all_or_nothing():
+    """`with all_or_nothing():` — every `atomic_write` inside the block writes its temporary
+    file only; the targets are replaced together when the block ends without an error, and
+    none is when anything fails (a full disk half-way through a report set leaves the old set
+    whole). Writing needs the space, replacing does not. Nested blocks join the outer one."""
+    global _STAGED
+    if _STAGED is not None:
+        yield
+        return
+    _STAGED = []
+    try:
+        yield
+    except BaseException:
+        for tmp, _ in _STAGED:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        raise
+    else:
+        staged, _STAGED = _STAGED, None
+        for i, (tmp, path) in enumerate(staged):
+            try:
+                os.replace(tmp, path)
+            except OSError as e:
+                for later, _ in staged[i:]:
+                    with contextlib.suppress(OSError):
+                        os.unlink(later)
+                raise WriteError.from_os_error(e, path) from None
+    finally:
+        _STAGED = None
 
 
 def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb") -> Path:
@@ -41,6 +75,9 @@ def atomic_write(path: str | Path, write: Callable[[Any], None], mode: str = "wb
         with os.fdopen(fd, mode) as f:
             write(f)
         os.chmod(tmp, _FILE_MODE)
+        if _STAGED is not None:
+            _STAGED.append((tmp, path))
+            return path
         os.replace(tmp, path)
     except BaseException as e:
         try:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import config
-from bench.atomic import atomic_write_text
+from bench.atomic import all_or_nothing, atomic_write_text
 from bench.metrics import mean_ci
 from bench.report import md_table
 
@@ -516,8 +516,9 @@ def realism(
 
 def write_realism(df, meta: dict, results_dir: str | Path) -> Path:
     results_dir = Path(results_dir)
-    atomic_write_text(results_dir / REALISM_META, json.dumps(meta, indent=2) + "\n")
-    atomic_write_text(results_dir / REALISM_FILE, df.to_csv(index=False, float_format="%.6g"))
+    with all_or_nothing():
+        atomic_write_text(results_dir / REALISM_META, json.dumps(meta, indent=2) + "\n")
+        atomic_write_text(results_dir / REALISM_FILE, df.to_csv(index=False, float_format="%.6g"))
     return results_dir / REALISM_FILE
 
 

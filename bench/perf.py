@@ -41,7 +41,7 @@ import numpy as np
 import torch
 
 from bench import config
-from bench.atomic import atomic_write, atomic_write_text
+from bench.atomic import all_or_nothing, atomic_write, atomic_write_text
 from bench.timing import random_latent, sync, timed_loop
 
 PERF_CSV = "perf.csv"
@@ -800,8 +800,9 @@ def write_perf(
     for k, v in info.items():
         if k not in df:
             df[k] = v
-    csv = atomic_write(results_dir / PERF_CSV, lambda f: df.to_csv(f, index=False), mode="w")
-    md = atomic_write_text(out_dir / PERF_MD, perf_markdown(result, command))
+    with all_or_nothing():
+        csv = atomic_write(results_dir / PERF_CSV, lambda f: df.to_csv(f, index=False), mode="w")
+        md = atomic_write_text(out_dir / PERF_MD, perf_markdown(result, command))
     return csv, md
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from bench import config
-from bench.atomic import atomic_write, atomic_write_text
+from bench.atomic import all_or_nothing, atomic_write, atomic_write_text
 from bench.runner import (
     find_run,
     read_cells,
@@ -870,17 +870,18 @@ def write_table1(run_dir: str | Path, out_dir: str | Path = "reports") -> Path:
     data = load_run(run_dir)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    write_grid_png(data, out / GRID_FILE)
-    figures = {}
-    for t in data.manifest["tasks"]:
-        name = figure_file(t)
-        if write_figure(data, t, out / name) is not None:
-            figures[t] = name
+    path = out / TABLE1_FILE
+    with all_or_nothing():  # the table and its figures are replaced together, or none
+        write_grid_png(data, out / GRID_FILE)
+        figures = {}
+        for t in data.manifest["tasks"]:
+            name = figure_file(t)
+            if write_figure(data, t, out / name) is not None:
+                figures[t] = name
+        atomic_write_text(path, render_table1(data, figures, GRID_FILE))
     for t in FIGURES:  # a figure left by an earlier run of other tasks would be mistaken
         if t not in figures:
             (out / figure_file(t)).unlink(missing_ok=True)
-    path = out / TABLE1_FILE
-    atomic_write_text(path, render_table1(data, figures, GRID_FILE))
     return path
 
 

@@ -163,3 +163,51 @@ def test_bench_train_into_an_unwritable_folder(tmp_path, monkeypatch):
         ]
     )  # fmt: skip
     one_line_error(res, str(ckpt), "read-only")
+
+
+def test_a_file_set_is_replaced_together_or_not_at_all(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_text("old a")
+    b.write_text("old b")
+
+    def fail(f):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(WriteError, match="no space left"):
+        with atomic.all_or_nothing():
+            atomic.atomic_write_text(a, "new a")
+            atomic.atomic_write(b, fail, mode="w")
+    assert (a.read_text(), b.read_text()) == ("old a", "old b")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+    with atomic.all_or_nothing():
+        atomic.atomic_write_text(a, "new a")
+        atomic.atomic_write_text(b, "new b")
+        assert a.read_text() == "old a", "replaced only when the set is complete"
+    assert (a.read_text(), b.read_text()) == ("new a", "new b")
+
+
+def test_a_report_set_that_runs_out_of_space_half_way_stays_whole(
+    tmp_path, monkeypatch, no_training
+):
+    """The reviewer's case: a full disk at the last figure left figures of the new run beside
+    table1.md of the old one."""
+    results, out = tmp_path / "results", tmp_path / "out"
+    assert invoke(run_args(results, out)).exit_code == 0  # run A (seed 0)
+    [run_a] = runner.list_runs(results)
+    assert invoke(run_args(results, out) + ["--seed", "1"]).exit_code == 0  # run B: reports
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    real = tempfile.mkstemp
+    calls = {"n": 0}
+
+    def mkstemp(*a, **kw):
+        if str(kw.get("dir", "")).startswith(str(out)):
+            calls["n"] += 1
+            if calls["n"] == 3:
+                raise OSError(errno.ENOSPC, "No space left on device", str(out))
+        return real(*a, **kw)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    res = invoke(["report", "--results", str(results), "--out", str(out), "--run", run_a.name])
+    one_line_error(res, "no space left")
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    assert after == before

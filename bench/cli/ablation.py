@@ -154,6 +154,9 @@ def _time_and_write(
         rounds=int(df["rounds"].iloc[0]),
     )
     text = tm.format_table2(df, meta)
-    files = tm.write_timings(df, meta, results_dir)
-    path = tm.write_table2(df, meta, out)
+    from bench.atomic import all_or_nothing
+
+    with all_or_nothing():  # raw times, summary, header and table2.md together, or none
+        files = tm.write_timings(df, meta, results_dir)
+        path = tm.write_table2(df, meta, out)
     return text, [path, *files]
