@@ -324,13 +324,14 @@ def seed_results(results_dir: str | Path, manifest: dict):
     return pd.DataFrame(rows)
 
 
-def _num(v: float, digits: int) -> str:
-    """A value in a table: '12.34', '+inf', '-inf'; NaN is 'undefined'."""
+def _num(v: float, digits: int, sign: bool = False) -> str:
+    """A value in a table: '12.34' (with `sign`: '+12.34'), '+inf', '-inf'; NaN is
+    'undefined' (never a silent 'nan')."""
     if v is None or math.isnan(v):
         return "undefined"
     if math.isinf(v):
         return "+inf" if v > 0 else "-inf"
-    return f"{v:.{digits}f}"
+    return f"{v:+.{digits}f}" if sign else f"{v:.{digits}f}"
 
 
 def _spread(values, digits: int) -> str:
@@ -626,12 +627,8 @@ def timing_results(results_dir: str | Path) -> tuple[list[dict], dict]:
 
 # ---- claims.md ---------------------------------------------------------------------------------
 def _signed(v: float, digits: int) -> str:
-    """+1.23, +inf, -inf; NaN is 'undefined' (never a silent 'nan')."""
-    if v is None or math.isnan(v):
-        return "undefined"
-    if math.isinf(v):
-        return "+inf" if v > 0 else "-inf"
-    return f"{v:+.{digits}f}"
+    """+1.23, +inf, -inf; NaN is 'undefined'."""
+    return _num(v, digits, sign=True)
 
 
 def _exact_counts(r: dict) -> str:

@@ -103,3 +103,22 @@ def lock_holder(lock_file):
     finally:
         proc.kill()
         proc.wait()
+
+
+def invoke(args):
+    """Run `bench ARGS` in this process (exceptions propagate: a traceback fails the test)."""
+    from click.testing import CliRunner
+
+    from bench.cli import main
+
+    return CliRunner().invoke(main, args, catch_exceptions=False)
+
+
+def one_line_error(result, *matches):
+    """The command exited 2 with exactly one line on stderr, `error: ...`, containing each of
+    `matches`."""
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for m in matches:
+        assert m in lines[0], lines[0]

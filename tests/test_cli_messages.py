@@ -7,26 +7,12 @@ import warnings
 
 import pytest
 import torch
-from click.testing import CliRunner
-from conftest import tiny_flow
+from conftest import invoke, one_line_error, tiny_flow
 
-from bench.cli import main
 from bench.cli.common import handle_errors
 from bench.errors import BenchError, BenchWarning
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-
-
-def invoke(args):
-    return CliRunner().invoke(main, args, catch_exceptions=False)
-
-
-def one_line_error(result, *matches):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for m in matches:
-        assert m in lines[0], lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,8 @@ import os
 
 import pytest
 import torch
-from click.testing import CliRunner
+from conftest import invoke, one_line_error
 
-from bench.cli import main
 from bench.config import get_preset
 from bench.errors import CheckpointError
 from bench.flows.architectures import MultiScaleFlow
@@ -35,18 +34,6 @@ def ckpt(trained, tmp_path):
     path = tmp_path / "x.pt"
     path.write_bytes(trained)
     return path
-
-
-def one_line_error(result, *matches):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for m in matches:
-        assert m in lines[0], lines[0]
-
-
-def invoke(args):
-    return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
 # ---- 2a. non-finite numbers in training ------------------------------------------------------

@@ -9,8 +9,7 @@ import os
 import tempfile
 
 import pytest
-from click.testing import CliRunner
-from conftest import tiny_flow
+from conftest import invoke, one_line_error, tiny_flow
 
 from bench import atomic, runner
 from bench.errors import WriteError
@@ -35,20 +34,6 @@ def no_training(flow, monkeypatch):
 
     meta = {"fingerprint": "tiny-write-flow", "arch": "coupling", "hidden": 8, "epochs": 0}
     monkeypatch.setattr(train, "ensure_flow", lambda *a, **k: (flow, meta))
-
-
-def invoke(args):
-    from bench.cli import main
-
-    return CliRunner().invoke(main, args, catch_exceptions=False)
-
-
-def one_line_error(result, *matches):
-    assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    for m in matches:
-        assert m in lines[0], lines[0]
 
 
 def run_args(results, out, methods="glowip", tasks="denoising,deblurring"):
