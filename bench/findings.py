@@ -391,6 +391,20 @@ def _seed_section(results_dir: Path, manifest: dict) -> list[str]:
 
 
 # ---- Figure 1: realism proxy -------------------------------------------------------------------
+def torch_no_grad_lazy(fn):
+    """torch.no_grad() around `fn`, with torch imported only when it runs."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        with torch.no_grad():
+            return fn(*args, **kwargs)
+
+    return wrapper
+
+
 def _pca_basis(ref: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     mu = ref.mean(axis=0)
     _, _, vt = np.linalg.svd(ref - mu, full_matrices=False)
@@ -471,16 +485,22 @@ def realism(
     rng = np.random.default_rng(seed)
     keys = ["real B", *stds]
     draws = []  # per draw: {key: (fd, hf ratio)}
+    dropped: dict[float, int] = {}  # σ -> samples generated as NaN/inf over all draws
     for r in tqdm(range(repeats), desc="realism draws", disable=not progress):
         perm = rng.permutation(2 * n)
         set_a, set_b = real[perm[:n]], real[perm[n:]]
         pixels_a = flat(set_a)
         mu, basis = _pca_basis(pixels_a, REALISM_COMPONENTS)
         fa, hf_a = (pixels_a - mu) @ basis, hf_energy(set_a).mean()
+        bad: list[int] = []
         with torch.no_grad():
-            samples = sample_grid(flow, stds, per_row=n, seed=seed * 100_003 + r).numpy()
+            samples = sample_grid(flow, stds, n, seed * 100_003 + r, nonfinite=bad).numpy()
+            ok = sample_finite_masks(flow, stds, n, seed * 100_003 + r) if any(bad) else None
         row = {"real B": (frechet((flat(set_b) - mu) @ basis, fa), hf_ratio(set_b, hf_a))}
-        for s, imgs in zip(stds, samples, strict=True):
+        for i, (s, imgs) in enumerate(zip(stds, samples, strict=True)):
+            if ok is not None:  # samples the flow generates as NaN/inf are dropped, counted
+                imgs = imgs[ok[i]]
+                dropped[s] = dropped.get(s, 0) + bad[i]
             row[s] = (frechet((flat(imgs) - mu) @ basis, fa), hf_ratio(imgs, hf_a))
         draws.append(row)
 
@@ -512,7 +532,23 @@ def realism(
              "fd": diff[0], "fd_lo": diff[1], "fd_hi": diff[2],
              "hf_ratio": math.nan, "hf_lo": math.nan, "hf_hi": math.nan}
         )  # fmt: skip
-    return pd.DataFrame(rows)
+    frame = pd.DataFrame(rows)
+    frame.attrs["nonfinite"] = {f"{k:g}": v for k, v in dropped.items() if v}
+    return frame
+
+
+@torch_no_grad_lazy
+def sample_finite_masks(flow, stds, per_row: int, seed: int) -> list[np.ndarray]:
+    """Per σ, which of `sample_grid`'s samples (same draws) are finite (bool (per_row,))."""
+    import torch
+
+    device = next(flow.parameters()).device
+    eps = torch.randn(per_row, flow.dim, generator=torch.Generator().manual_seed(seed))
+    out = []
+    for s in stds:
+        x, _ = flow.inverse((eps * float(s)).to(device))
+        out.append(torch.isfinite(x.reshape(len(x), -1)).all(1).cpu().numpy())
+    return out
 
 
 def write_realism(df, meta: dict, results_dir: str | Path) -> Path:
@@ -740,6 +776,15 @@ def _realism_section(results_dir: Path) -> tuple[list[str], str]:
         "independent draws of the samples and of the real split, averaged (intervals: "
         "Student-t 95% of the mean over the draws)",
         f"- **Command**: `{meta.get('command', '?')}`",
+        *(
+            [
+                "- **Samples the flow generated as NaN or inf** (dropped from the proxies, "
+                "over all draws): "
+                + ", ".join(f"σ = {k}: {v}" for k, v in meta["nonfinite"].items())
+            ]
+            if meta.get("nonfinite")
+            else []
+        ),
         "",
         "Realism proxies (no Inception network offline): the Fréchet distance between Gaussian "
         f"fits in the first {meta.get('components', REALISM_COMPONENTS)} principal components "

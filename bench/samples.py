@@ -13,13 +13,19 @@ from bench.atomic import atomic_write
 
 @torch.no_grad()
 def sample_grid(
-    flow, stds: Sequence[float], per_row: int = config.SAMPLES_PER_ROW, seed: int = 0
+    flow,
+    stds: Sequence[float],
+    per_row: int = config.SAMPLES_PER_ROW,
+    seed: int = 0,
+    nonfinite: list[int] | None = None,
 ) -> torch.Tensor:
     """uint8 samples of shape (len(stds), per_row, 3, 32, 32). Every row uses the same
     standard-normal draws scaled by its σ, so rows differ only in σ (σ = 0 gives z = 0).
 
     Raises BenchError when the flow generates NaN or inf (finite weights can still overflow):
-    a figure of black squares would hide it."""
+    a figure of black squares would hide it. With a list `nonfinite`, the count of such
+    samples per σ is appended to it instead and their pixels are left as 0: the caller drops
+    them (the realism proxy)."""
     from bench.data import to_pixels
     from bench.errors import BenchError
 
@@ -29,7 +35,9 @@ def sample_grid(
     for s in stds:
         x, _ = flow.inverse((eps * float(s)).to(device))
         bad = int((~torch.isfinite(x.reshape(len(x), -1)).all(1)).sum())
-        if bad:
+        if nonfinite is not None:
+            nonfinite.append(bad)
+        elif bad:
             raise BenchError(
                 f"the flow generates NaN or inf for {bad} of {len(x)} samples at σ = {s:g}: "
                 "its weights overflow; use another checkpoint (or retrain it)"

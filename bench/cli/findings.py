@@ -113,6 +113,7 @@ def _realism(run_dir, results_dir, checkpoint, data_root, samples, seed, progres
             "repeats": F.REALISM_REPEATS,
             "components": F.REALISM_COMPONENTS,
             "command": command_line(),
+            "nonfinite": df.attrs.get("nonfinite", {}),
         },
         results_dir,
     )
