@@ -67,3 +67,20 @@ def test_table2_is_rebuilt_from_the_committed_timings():
 
 def _read(name: str) -> str:
     return (REPORTS / name).read_text()
+
+
+def test_committed_run_comparisons_are_rebuilt_from_the_committed_runs(monkeypatch):
+    from bench.compare import render_comparison
+
+    monkeypatch.chdir(REPO)
+    files = sorted(REPORTS.glob("compare-*-to-*.md"))
+    if not files:
+        pytest.skip("no committed run comparison")
+    for path in files:
+        text = path.read_text()
+        new, base = re.search(r"^# Run comparison: `([^`]+)` against the baseline `([^`]+)`",
+                              text, re.M).groups()  # fmt: skip
+        command = re.search(r"^- \*\*Made by\*\*: `([^`]+)`", text, re.M).group(1)
+        if not all((RESULTS / "runs" / r / "run.json").is_file() for r in (new, base)):
+            pytest.skip("the compared runs are not in this checkout")
+        assert render_comparison(RESULTS / "runs" / new, RESULTS / "runs" / base, command) == text
