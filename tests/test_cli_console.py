@@ -148,8 +148,11 @@ COMMON = {  # option -> (parameter default, commands that take it)
     "--device": ("auto", {"train", "sample", "run", "findings", "ablation", "perf"}),
     "--no-progress": (True, {"train", "run", "findings", "ablation"}),
     "--threads": (None, {"train", "sample", "run", "findings", "ablation", "perf"}),
-    "--results": ("results", {"train", "sample", "run", "report", "findings", "ablation", "perf"}),
-    "--out": ("reports", {"sample", "run", "report", "findings", "ablation", "perf"}),
+    "--results": (
+        "results",
+        {"train", "sample", "run", "report", "findings", "ablation", "perf", "compare"},
+    ),
+    "--out": ("reports", {"sample", "run", "report", "findings", "ablation", "perf", "compare"}),
     "--seed": (0, {"train", "sample", "run", "findings", "ablation"}),
     "--dataset": ("builtin", {"train", "sample", "run"}),
     "--data-root": (None, {"train", "run", "findings"}),

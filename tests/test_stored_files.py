@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
 import shutil
 from pathlib import Path
 
@@ -340,7 +341,11 @@ def realism_dir(tmp_path):
         (findings.REALISM_META, lambda t: "[1]", "holds a JSON list, not an object"),
         (findings.REALISM_META, lambda t: t[:30], "is not valid JSON"),
         (findings.REALISM_FILE, lambda t: t.replace("fd_hi", "x", 1), "lacks the column(s) fd_hi"),
-        (findings.REALISM_FILE, lambda t: t.replace("200.466", "lots", 1), "non-number 'lots'"),
+        (
+            findings.REALISM_FILE,
+            lambda t: re.sub(r"^(samples,0,[^,]*,[^,]*,)[^,]*", r"\1lots", t, count=1, flags=re.M),
+            "non-number 'lots'",
+        ),  # fmt: skip
         (findings.REALISM_FILE, lambda t: t.replace("samples,0,", "noise,0,", 1), "unknown set"),
         (findings.REALISM_FILE, lambda t: t.splitlines()[0] + "\n", "has no samples rows"),
         (findings.REALISM_FILE, lambda t: "", "is empty"),

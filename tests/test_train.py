@@ -118,7 +118,7 @@ def test_missing_and_corrupt_checkpoints_are_one_line_errors(tmp_path):
 
 # ---- command line ---------------------------------------------------------------------------
 
-COMMANDS = ["info", "train", "sample", "run", "report", "ablation", "perf", "findings"]
+COMMANDS = ["info", "train", "sample", "run", "report", "ablation", "perf", "findings", "compare"]
 
 
 @pytest.mark.parametrize("cmd", COMMANDS)
