@@ -122,3 +122,19 @@ def one_line_error(result, *matches):
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for m in matches:
         assert m in lines[0], lines[0]
+
+
+def spy_decode(monkeypatch) -> list[int]:
+    """Counts the files decoded (i.e. cache misses) by `bench.data.load_images`: one entry
+    per decoding call, the number of files it decoded."""
+    from bench import data
+
+    calls: list[int] = []
+    real = data._decode_all
+
+    def spy(paths, desc, progress):
+        calls.append(len(paths))
+        return real(paths, desc, progress)
+
+    monkeypatch.setattr(data, "_decode_all", spy)
+    return calls

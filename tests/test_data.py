@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import spy_decode
 from PIL import Image
 
 import bench.data as data
@@ -48,19 +49,6 @@ def mini_root(tmp_path, celeba_root) -> Path:
     for name in TRAIN_FILES + VALID_FILES + TEST_FILES:
         shutil.copy(celeba_root / "img_align_celeba" / name, root / "img_align_celeba" / name)
     return root
-
-
-def _spy_decode(monkeypatch) -> list[int]:
-    """Counts the files decoded (i.e. cache misses) by load_images."""
-    calls: list[int] = []
-    real = data._decode_all
-
-    def spy(paths, desc, progress):
-        calls.append(len(paths))
-        return real(paths, desc, progress)
-
-    monkeypatch.setattr(data, "_decode_all", spy)
-    return calls
 
 
 # ---- CelebA on the development copy ------------------------------------------------------------
@@ -153,7 +141,7 @@ def test_preprocessing_matches_pil(celeba_root, tmp_cache):
 
 # ---- the cache ----------------------------------------------------------------------------------
 def test_cache_hit_and_rebuild_on_change(mini_root, tmp_cache, monkeypatch):
-    calls = _spy_decode(monkeypatch)
+    calls = spy_decode(monkeypatch)
     first = _load("celeba", "train", root=mini_root)
     assert calls == [4] and first.names == TRAIN_FILES
     second = _load("celeba", "train", root=mini_root)
@@ -185,7 +173,7 @@ def test_unreadable_cache_is_rebuilt(mini_root, tmp_cache, monkeypatch):
     good = _load("celeba", "test", root=mini_root)
     (cache_file,) = tmp_cache.glob("celeba-test-*.npz")
     cache_file.write_bytes(b"not a zip file")
-    calls = _spy_decode(monkeypatch)
+    calls = spy_decode(monkeypatch)
     again = _load("celeba", "test", root=mini_root)
     assert calls == [2] and torch.equal(good.images, again.images)
 

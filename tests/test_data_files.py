@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from conftest import spy_decode
 from PIL import Image
 
 import bench.data as data
@@ -68,18 +69,6 @@ def _listed(root: Path) -> dict[str, list[str]]:
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)  # nothing may be left out here
         return {p: data._list_celeba(root, p).files for p in OFFICIAL}
-
-
-def _spy_decode(monkeypatch) -> list[int]:
-    calls: list[int] = []
-    real = data._decode_all
-
-    def spy(paths, desc, progress):
-        calls.append(len(paths))
-        return real(paths, desc, progress)
-
-    monkeypatch.setattr(data, "_decode_all", spy)
-    return calls
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
@@ -347,7 +336,7 @@ def test_bad_cache_file_is_rebuilt(root, tmp_cache, tmp_path, monkeypatch, caplo
     path = _cache_file(tmp_cache)
     shutil.copy(path, tmp_path / "good.npz")
     _corrupt(kind, path, tmp_path)
-    calls = _spy_decode(monkeypatch)
+    calls = spy_decode(monkeypatch)
     with caplog.at_level(logging.INFO, logger="bench.data"):
         again = _load("celeba", "train", root=root)
     assert calls == [3], "the bad cache must be rebuilt"
