@@ -391,20 +391,6 @@ def _seed_section(results_dir: Path, manifest: dict) -> list[str]:
 
 
 # ---- Figure 1: realism proxy -------------------------------------------------------------------
-def torch_no_grad_lazy(fn):
-    """torch.no_grad() around `fn`, with torch imported only when it runs."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        import torch
-
-        with torch.no_grad():
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
 def _pca_basis(ref: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     mu = ref.mean(axis=0)
     _, _, vt = np.linalg.svd(ref - mu, full_matrices=False)
@@ -492,15 +478,14 @@ def realism(
         pixels_a = flat(set_a)
         mu, basis = _pca_basis(pixels_a, REALISM_COMPONENTS)
         fa, hf_a = (pixels_a - mu) @ basis, hf_energy(set_a).mean()
-        bad: list[int] = []
+        finite: list[np.ndarray] = []
         with torch.no_grad():
-            samples = sample_grid(flow, stds, n, seed * 100_003 + r, nonfinite=bad).numpy()
-            ok = sample_finite_masks(flow, stds, n, seed * 100_003 + r) if any(bad) else None
+            samples = sample_grid(flow, stds, n, seed * 100_003 + r, finite=finite).numpy()
         row = {"real B": (frechet((flat(set_b) - mu) @ basis, fa), hf_ratio(set_b, hf_a))}
-        for i, (s, imgs) in enumerate(zip(stds, samples, strict=True)):
-            if ok is not None:  # samples the flow generates as NaN/inf are dropped, counted
-                imgs = imgs[ok[i]]
-                dropped[s] = dropped.get(s, 0) + bad[i]
+        for s, imgs, ok in zip(stds, samples, finite, strict=True):
+            # samples the flow generates as NaN/inf are dropped, and counted
+            dropped[s] = dropped.get(s, 0) + int((~ok).sum())
+            imgs = imgs[ok]
             row[s] = (frechet((flat(imgs) - mu) @ basis, fa), hf_ratio(imgs, hf_a))
         draws.append(row)
 
@@ -535,20 +520,6 @@ def realism(
     frame = pd.DataFrame(rows)
     frame.attrs["nonfinite"] = {f"{k:g}": v for k, v in dropped.items() if v}
     return frame
-
-
-@torch_no_grad_lazy
-def sample_finite_masks(flow, stds, per_row: int, seed: int) -> list[np.ndarray]:
-    """Per σ, which of `sample_grid`'s samples (same draws) are finite (bool (per_row,))."""
-    import torch
-
-    device = next(flow.parameters()).device
-    eps = torch.randn(per_row, flow.dim, generator=torch.Generator().manual_seed(seed))
-    out = []
-    for s in stds:
-        x, _ = flow.inverse((eps * float(s)).to(device))
-        out.append(torch.isfinite(x.reshape(len(x), -1)).all(1).cpu().numpy())
-    return out
 
 
 def write_realism(df, meta: dict, results_dir: str | Path) -> Path:

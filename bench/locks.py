@@ -110,11 +110,6 @@ def release(lock: Path | None) -> None:
         os.close(held[0])
 
 
-def held() -> list[Path]:
-    """The lock files this process holds."""
-    return list(_HELD)
-
-
 @contextlib.contextmanager
 def holding(target: str | Path, what: str = "bench command"):
     """`with holding(path):` — the block runs as the only writer of `path`."""

@@ -198,16 +198,15 @@ def _stale_failure(data: RunData, method: str, task: str) -> str:
     """For a selection stored as failed (every weight diverged): '' when the stored grid rows
     agree, else why they do not (a selection made before exact restorations, PSNR +inf,
     counted as valid means) and the fix."""
-    from bench.runner import cell_mean_psnr
+    from bench.runner import best_weight, cell_mean_psnr
 
     man = data.manifest
     stage = "select" if man.get("select_on") == "valid" else "test"
-    best, best_psnr = None, -math.inf
+    means = []
     for w in man.get("grids", {}).get(method, []):
         cell = cell_rows(data.rows, stage, method, task, w) if w is not None else []
-        psnr = cell_mean_psnr(cell) if len(cell) else math.nan
-        if not math.isnan(psnr) and (best is None or psnr > best_psnr):
-            best, best_psnr = w, psnr
+        means.append((w, cell_mean_psnr(cell) if len(cell) else math.nan))
+    best, best_psnr = best_weight(means)
     if best is None:
         return ""
     return (
@@ -259,12 +258,8 @@ def grid_frame(data: RunData | str | Path):
                         "n": len(cell),
                         "n_diverged": int(div.sum()),
                         "n_exact": int(np.isposinf(cell["psnr"].to_numpy(float)).sum()),
-                        # +inf when an image is exact (cell_mean_psnr), else pandas' mean
-                        "psnr": (
-                            float(cell["psnr"].mean())
-                            if ok and math.isfinite(cell_mean_psnr(cell))
-                            else cell_mean_psnr(cell)
-                        ),
+                        # +inf when an image is exact, NaN when one diverged
+                        "psnr": cell_mean_psnr(cell),
                         "ssim": float(cell["ssim"].mean()) if ok else math.nan,
                         "selected": chosen is not None and math.isclose(float(chosen), float(w)),
                     }

@@ -599,10 +599,7 @@ def read_restored(run_dir: str | Path, cell_label: str, task: str, stage: str = 
     path = Path(run_dir) / CELLS_DIR / stage / f"{cell_label}__{task}.npy"
     if not path.is_file():
         return None
-    fix = (
-        f"delete it and {path.with_suffix('.csv').name} beside it, then rerun the `bench run` "
-        "command (the cell is recomputed)"
-    )
+    fix = stored.cell_fix(path)
     imgs = stored.load_array(path, fix)
     if imgs.dtype != np.uint8 or imgs.ndim != 4 or imgs.shape[1] != 3:
         raise stored.malformed(
@@ -723,7 +720,7 @@ def select_weights(rows, plan: Plan) -> dict[tuple[str, str], float | None]:
             if len(stage_rows)
             else stage_rows
         )
-        best, best_psnr, complete = None, -math.inf, True
+        means, complete = [], True
         for w in plan.grids[m]:
             cell_rows = (
                 sub[np.isclose(sub["weight"].astype(float), w, rtol=1e-9, atol=0)]
@@ -733,11 +730,21 @@ def select_weights(rows, plan: Plan) -> dict[tuple[str, str], float | None]:
             if len(cell_rows) == 0:
                 complete = False
                 continue
-            psnr = cell_mean_psnr(cell_rows)
-            if not math.isnan(psnr) and (best is None or psnr > best_psnr):
-                best, best_psnr = w, psnr
-        out[(m, t)] = best if complete else None
+            means.append((w, cell_mean_psnr(cell_rows)))
+        out[(m, t)] = best_weight(means)[0] if complete else None
     return out
+
+
+def best_weight(means) -> tuple[float | None, float]:
+    """The selection rule (`select_weights`): from (weight, mean PSNR in dB) pairs in grid
+    order, the weight of the highest mean and that mean; NaN means (a failed cell) are never
+    chosen, +inf beats every finite mean, ties go to the earlier weight. (None, -inf) when
+    every mean is NaN."""
+    best, best_psnr = None, -math.inf
+    for w, psnr in means:
+        if not math.isnan(psnr) and (best is None or psnr > best_psnr):
+            best, best_psnr = w, psnr
+    return best, best_psnr
 
 
 # ---- cell computation (runs in this process, a loky worker or a Dask worker) -------------------

@@ -17,15 +17,15 @@ def sample_grid(
     stds: Sequence[float],
     per_row: int = config.SAMPLES_PER_ROW,
     seed: int = 0,
-    nonfinite: list[int] | None = None,
+    finite: list | None = None,
 ) -> torch.Tensor:
     """uint8 samples of shape (len(stds), per_row, 3, 32, 32). Every row uses the same
     standard-normal draws scaled by its σ, so rows differ only in σ (σ = 0 gives z = 0).
 
     Raises BenchError when the flow generates NaN or inf (finite weights can still overflow):
-    a figure of black squares would hide it. With a list `nonfinite`, the count of such
-    samples per σ is appended to it instead and their pixels are left as 0: the caller drops
-    them (the realism proxy)."""
+    a figure of black squares would hide it. With a list `finite`, a bool numpy array of
+    shape (per_row,) per σ, which samples are finite, is appended to it instead: the caller
+    drops the others (the realism proxy), whose pixels are meaningless."""
     from bench.data import to_pixels
     from bench.errors import BenchError
 
@@ -34,9 +34,10 @@ def sample_grid(
     rows = []
     for s in stds:
         x, _ = flow.inverse((eps * float(s)).to(device))
-        bad = int((~torch.isfinite(x.reshape(len(x), -1)).all(1)).sum())
-        if nonfinite is not None:
-            nonfinite.append(bad)
+        ok = torch.isfinite(x.reshape(len(x), -1)).all(1)
+        bad = int((~ok).sum())
+        if finite is not None:
+            finite.append(ok.cpu().numpy())
         elif bad:
             raise BenchError(
                 f"the flow generates NaN or inf for {bad} of {len(x)} samples at σ = {s:g}: "

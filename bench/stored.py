@@ -127,18 +127,23 @@ def boolean(frame, column: str, path: str | Path, fix: str):
     return text.isin(_TRUE)
 
 
+def _np_load(path: Path, fix: str):
+    """`np.load` without pickle; a missing or unreadable file is a BenchError."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise malformed(path, "is missing", fix) from None
+    except _READ_ERRORS as e:
+        raise malformed(path, _why(e), fix) from None
+
+
 def load_array(path: str | Path, fix: str) -> np.ndarray:
     """One array from a .npy file, without pickle (object arrays are refused).
 
     Raises BenchError '<path> ...: <fix>' when the file is missing, truncated, not a .npy
     file, or needs pickle."""
     path = Path(path)
-    try:
-        value = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise malformed(path, "is missing", fix) from None
-    except _READ_ERRORS as e:
-        raise malformed(path, _why(e), fix) from None
+    value = _np_load(path, fix)
     if not isinstance(value, np.ndarray):  # an .npz archive under an .npy name
         close = getattr(value, "close", None)
         if close is not None:
@@ -153,12 +158,7 @@ def load_arrays(path: str | Path, fix: str, names: Iterable[str]) -> dict[str, n
     Raises BenchError '<path> ...: <fix>' when the file is missing, truncated, not an .npz
     archive, lacks one of `names`, or holds an object array (which needs pickle)."""
     path, names = Path(path), list(names)
-    try:
-        archive = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        raise malformed(path, "is missing", fix) from None
-    except _READ_ERRORS as e:
-        raise malformed(path, _why(e), fix) from None
+    archive = _np_load(path, fix)
     if not hasattr(archive, "files"):  # a single .npy array under an .npz name
         raise malformed(path, "is not a NumPy .npz archive", fix)
     out = {}
@@ -281,9 +281,12 @@ CELL_REQUIRED = (
 
 
 def cell_fix(path: Path) -> str:
+    """The fix for a damaged file of a stored cell (its .csv rows or .npy images): delete it
+    and its companion, then rerun."""
+    other = path.with_suffix(".csv" if path.suffix == ".npy" else ".npy")
     return (
-        f"delete it and {path.with_suffix('.npy').name} beside it, then rerun the `bench run` "
-        "command (the cell is recomputed)"
+        f"delete it and {other.name} beside it, then rerun the `bench run` command (the cell "
+        "is recomputed)"
     )
 
 
