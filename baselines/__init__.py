@@ -1,4 +1,4 @@
-"""The baselines of Table 1 (SPEC §5), registered in `bench.methods.METHODS` on import.
+"""The baselines of Table 1 (PROTOCOL §5), registered in `bench.methods.METHODS` on import.
 
 This folder is installed as the import package ``bench_baselines`` (see pyproject.toml): a
 top-level package called ``baselines`` collides with an unrelated, widely installed one.

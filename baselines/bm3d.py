@@ -1,4 +1,4 @@
-"""BM3D (Dabov et al.), denoising only (SPEC §5): ``bm3d.bm3d_rgb`` on 0..1 images with
+"""BM3D (Dabov et al.), denoising only (PROTOCOL §5): ``bm3d.bm3d_rgb`` on 0..1 images with
 ``sigma_psd = 0.1`` (the noise std; the released code passed 25/255). No flow, no weight.
 
 The measurement arrives in model space; it goes back to 8-bit pixels (``data.to_pixels``,

@@ -1,4 +1,4 @@
-"""CSGM (Bora et al. 2017) with a flow generator (SPEC §5):
+"""CSGM (Bora et al. 2017) with a flow generator (PROTOCOL §5):
 min ‖A G(z) − y‖₂² + γ‖z‖₂², z0 ~ N(0, I), Adam lr 5e-3; γ from the preset's gamma grid."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""GlowIP (Asim et al. 2020) as the paper runs it (SPEC §5): CSGM's objective
+"""GlowIP (Asim et al. 2020) as the paper runs it (PROTOCOL §5): CSGM's objective
 min ‖A G(z) − y‖₂² + γ‖z‖₂² started from z0 = 0; γ from the preset's gamma grid."""
 
 from __future__ import annotations

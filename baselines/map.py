@@ -1,4 +1,4 @@
-"""MAP with a flow prior (Whang et al. 2021), SPEC §5:
+"""MAP with a flow prior (Whang et al. 2021), PROTOCOL §5:
 min 1/(2σ²)‖A G(z) − y‖₂² − β log p_G(G(z)), where log p_G is evaluated by pushing G(z) back
 through the flow (a second pass x → z, ``flow.log_prob``); β = 0.5 fixed (one cell, no grid),
 Adam lr 1.5e-3, z0 ~ N(0, 0.1² I), σ = 0.2 (the noise std in model space).
@@ -8,7 +8,7 @@ Registered names:
 - ``map-all``: every task. The noiseless tasks have no noise std, so σ = config.MAP_SIGMA
   (0.2, the denoising value) is used for them: an arbitrary but stated choice (it sets the
   balance between data fit and prior);
-- ``map-released``: reproduces a DEFECT of the released code (SPEC §8): the loss subtracts the
+- ``map-released``: reproduces a DEFECT of the released code (PROTOCOL §8): the loss subtracts the
   negative log-likelihood, i.e. 1/(2σ²)‖G(z) − y‖² + β log p(G(z)), rewarding unlikely images.
   Not part of Table 1's default methods.
 """

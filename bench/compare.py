@@ -1,7 +1,7 @@
 """Two stored Table 1 runs held against each other, image by image (`bench compare`).
 
 When two runs restored the same test images from the same measurements (same test images,
-same seed: SPEC §4 seeds every draw per image), the per-image difference of a method's PSNR
+same seed: PROTOCOL §4 seeds every draw per image), the per-image difference of a method's PSNR
 and SSIM between the runs isolates what changed between them (a retrained flow, another
 preset, a code change) from the image-to-image spread. For each (method, task) reported in
 both runs: the mean difference new − baseline with its Student-t and BCa bootstrap 95%

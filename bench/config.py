@@ -1,4 +1,4 @@
-"""Every number of the protocol (../shared/SPEC.md) in one place, and the named presets.
+"""Every number of the protocol (docs/PROTOCOL.md) in one place, and the named presets.
 
 Presets change only size knobs (hidden width, epochs, training images, test images,
 iterations, weight grid); everything else is the paper's protocol and is shared by all presets.
@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field, replace
 
-# ---- SPEC §1: data ---------------------------------------------------------------------------
+# ---- PROTOCOL §1: data ---------------------------------------------------------------------------
 IMAGE_SIZE = 32
 CHANNELS = 3
 N_BITS = 5  # model space: x5 = floor(x255 / 8) in 0..31
@@ -17,10 +17,11 @@ DIM = CHANNELS * IMAGE_SIZE * IMAGE_SIZE  # 3072
 CELEBA_PARTITIONS = {"train": 0, "valid": 1, "test": 2}
 # official filename ranges (inclusive), used when list_eval_partition.txt is missing
 CELEBA_RANGES = {"train": (1, 162770), "valid": (162771, 182637), "test": (182638, 202599)}
+DATASETS = ("celeba", "builtin")  # --dataset (bench.data reads them)
 EVAL_IMAGES = 192  # first 192 test images, 6 batches of 32
 EVAL_BATCH = 32
 
-# ---- SPEC §2: the paper's coupling flow ---------------------------------------------------------
+# ---- PROTOCOL §2: the paper's coupling flow ------------------------------------------------------
 HIDDEN = 512
 COUPLING_LEVELS = 5
 COUPLING_STEPS = (2, 2, 2, 4, 4)  # K = 2, doubled at 2x2 and 1x1: 14 steps
@@ -29,24 +30,24 @@ COUPLING_PARAMS_AT_512 = 32_736_864
 SIGMOID_SHIFT = 2.0  # h' = h * sigmoid(s + 2) + t
 LOG_SCALE_FACTOR = 3.0  # NN output multiplied by exp(3 * log_scale)
 
-# ---- SPEC §3: the ablation glow flow -----------------------------------------------------------
+# ---- PROTOCOL §3: the ablation glow flow ---------------------------------------------------------
 GLOW_LEVELS = 3
 GLOW_STEPS = (4, 4, 6)
 GLOW_SPLITS = (False, False, False)
 GLOW_PARAMS_AT_512 = 33_780_096
 
-# ---- SPEC §2: training -------------------------------------------------------------------------
+# ---- PROTOCOL §2: training -----------------------------------------------------------------------
 TRAIN_LR = 1e-4
 TRAIN_BETAS = (0.5, 0.999)
 TRAIN_BATCH = 32
 TRAIN_EPOCHS = 100
 
-# ---- SPEC §4: tasks -----------------------------------------------------------------------------
+# ---- PROTOCOL §4: tasks --------------------------------------------------------------------------
 NOISE_STD_FRACTION = 0.1  # of the dynamic range: 25.5 on 0..255, 0.2 in model space [-1, 1]
 BLUR_KERNEL = 3
 INPAINT_LO, INPAINT_HI = 0.3, 0.7  # rows/cols floor(0.3*32)=9 .. floor(0.7*32)=22 (exclusive)
 
-# ---- SPEC §5: methods ---------------------------------------------------------------------------
+# ---- PROTOCOL §5: methods ------------------------------------------------------------------------
 SOLVER_ITERS = 1500
 SOLVER_LR = 5e-3
 SOLVER_BETAS = (0.9, 0.999)
@@ -64,11 +65,11 @@ PAPER_WEIGHTS = {
 GAMMA_GRID = (0.0, 0.001, 0.01, 0.1, 1.0)
 ALPHA_GRID = (0.0005, 0.002, 0.005, 0.02, 0.05, 0.2)
 
-# ---- SPEC §6: reports -------------------------------------------------------------------------
+# ---- PROTOCOL §6: reports ------------------------------------------------------------------------
 SSIM_WINDOW, SSIM_SIGMA = 11, 1.5
 SAMPLE_STDS = (0.0, 0.25, 0.5, 0.75, 0.8, 1.0, 1.2)
 SAMPLES_PER_ROW = 16
-PUBLISHED_TABLE1 = {  # paper convention (SPEC §6): (PSNR, SSIM)
+PUBLISHED_TABLE1 = {  # paper convention (PROTOCOL §6): (PSNR, SSIM)
     "csgm": {
         "denoising": (37.41, 0.897),
         "deblurring": (37.17, 0.883),
@@ -155,7 +156,9 @@ PRESETS: dict[str, Preset] = {
         alpha_grid=(0.002, 0.02),
     ),
 }
-DEFAULT_PRESET = "paper"
+# the preset of every command run without --preset: sized for a CPU (`paper`, the full
+# protocol, is GPU work and is only ever run when asked for by name)
+DEFAULT_PRESET = "cpu"
 
 
 def get_preset(name: str) -> Preset:

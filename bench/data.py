@@ -1,4 +1,4 @@
-"""Image data (SPEC §1): CelebA from a folder, an offline builtin fallback, and model space.
+"""Image data (PROTOCOL §1): CelebA from a folder, an offline builtin fallback, and model space.
 
 Every dataset returns an :class:`ImageSet`: uint8 RGB images of shape (N, 3, 32, 32) and the
 names of the files they came from, in a deterministic order.
@@ -8,7 +8,7 @@ names of the files they came from, in a deterministic order.
   the official filename ranges are used). Only the files that exist are used, and the label says
   how many. The partition file is read whatever tool wrote it (byte-order mark, line endings,
   separators); a line it cannot parse is an error, an image file in no partition a counted
-  warning. Preprocessing is SPEC §1: EXIF orientation applied, shorter side resized to 32
+  warning. Preprocessing is PROTOCOL §1: EXIF orientation applied, shorter side resized to 32
   (bilinear, 178×218 → 32×39), then a 32×32 center crop. Decoded images are cached in
   :func:`cache_dir` (plain .npz, loaded without pickles) and the cache is rebuilt whenever the
   source files change (names, sizes, mtimes) or the cache file is unreadable.
@@ -16,7 +16,7 @@ names of the files they came from, in a deterministic order.
   (no download), with disjoint source photographs for train, valid and test. It is NOT CelebA:
   it exists so that the harness runs end to end on a fresh offline machine.
 
-Model space (SPEC §1): ``x5 = floor(x255 / 8)``; the flow sees ``(x5 + u) / 32 * 2 - 1`` with
+Model space (PROTOCOL §1): ``x5 = floor(x255 / 8)``; the flow sees ``(x5 + u) / 32 * 2 - 1`` with
 ``u ~ U[0, 1)``; images return to pixels by ``clip(floor((x + 1) / 2 * 32), 0, 31) * 8``.
 """
 
@@ -43,13 +43,12 @@ from torchvision.transforms import InterpolationMode
 from tqdm.auto import tqdm
 
 from bench.atomic import atomic_write
-from bench.config import CELEBA_RANGES, CHANNELS, IMAGE_SIZE, N_BINS
+from bench.config import CELEBA_RANGES, CHANNELS, DATASETS, IMAGE_SIZE, N_BINS
 from bench.errors import BenchWarning, DataError, WriteError
 
 logger = logging.getLogger(__name__)
 
 # ---- constants of this module ------------------------------------------------------------------
-DATASETS = ("celeba", "builtin")
 PARTITIONS = ("train", "valid", "test")
 DEFAULT_CELEBA_ROOT = Path("data/celeba")
 CELEBA_ENV = "BENCH_CELEBA"  # environment variable naming the CelebA folder
@@ -131,7 +130,7 @@ class ImageSet:
         return len(self.names)
 
 
-# ---- model space (SPEC §1) ---------------------------------------------------------------------
+# ---- model space (PROTOCOL §1) -------------------------------------------------------------------
 def to_5bit(x255: torch.Tensor) -> torch.Tensor:
     """floor(x / 8) as uint8 in 0..31; accepts uint8, integer or float pixels in 0..255."""
     if x255.dtype == torch.uint8:
@@ -210,7 +209,8 @@ def _short_list(names: Sequence[str]) -> str:
 
 
 def _preprocess(img: Image.Image) -> np.ndarray:
-    """SPEC §1 on a PIL image: shorter side to 32 (bilinear), center crop 32; (3, 32, 32) uint8."""
+    """PROTOCOL §1 on a PIL image: shorter side to 32 (bilinear), center crop 32; (3, 32, 32)
+    uint8."""
     img = img.convert("RGB")
     img = TF.resize(img, IMAGE_SIZE, interpolation=InterpolationMode.BILINEAR)
     img = TF.center_crop(img, IMAGE_SIZE)

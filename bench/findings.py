@@ -9,7 +9,7 @@
   held-out real images in a PCA space of pixels, and the ratio of high-frequency energy.
 - Table 2's claim: the ratio of mean generation times, with a bootstrap interval over the
   timed iterations of results/timing.csv.
-- The released code's defects (SPEC §8) that a run measured: 'map-released' against 'map',
+- The released code's defects (PROTOCOL §8) that a run measured: 'map-released' against 'map',
   'ours-released' (α = 0) against 'ours', and the PSNR convention.
 
 Everything but the realism proxy is computed from committed CSVs, so the same command
@@ -28,6 +28,7 @@ import numpy as np
 from bench import config
 from bench.atomic import all_or_nothing, atomic_write_text
 from bench.metrics import mean_ci
+from bench.provenance import rebuild_options
 from bench.report import md_table
 
 CONFIDENCE = 0.95
@@ -42,6 +43,26 @@ REALISM_FILE = "realism.csv"
 REALISM_META = "realism_meta.json"
 CLAIMS_FILE = "claims.md"
 TABLE1_TASKS = ("denoising", "deblurring", "inpainting")
+
+# The least evidence a verdict needs; below it the verdict reads NOT_MEANINGFUL and says why.
+# 30 paired images: below about 30 the Student-t interval leans on the normality of a handful
+# of per-image differences and the BCa bootstrap has few distinct resamples (the smoke preset
+# pairs 4 images; the cpu and paper presets 192).
+MIN_PAIRED_IMAGES = 30
+# A flow trained for a pipeline check cannot stand for the paper's prior: the `smoke` preset
+# (1 epoch, width 16), or any flow trained for fewer than MIN_FLOW_EPOCHS epochs or narrower
+# than MIN_FLOW_WIDTH channels (the cpu preset trains 24 epochs at width 128, the paper 100 at
+# 512). A flow whose epochs or width the run did not record cannot be told apart from one.
+SMOKE_PRESET = "smoke"
+MIN_FLOW_EPOCHS = 10
+MIN_FLOW_WIDTH = 64
+# The realism proxy fits a 32-dimensional Gaussian: at least 4 samples per PCA component
+MIN_REALISM_SAMPLES = 4 * REALISM_COMPONENTS
+# Figure 1's σ claim is about realistic samples: the best σ inside the paper's range must come
+# within this factor of the real-vs-real floor (the upper end of its 95% interval at most
+# 2× the floor's mean), not only have the lowest distance of the grid
+REALISM_FLOOR_FACTOR = 2.0
+NOT_MEANINGFUL = "not meaningful at this size"
 
 
 @dataclass(frozen=True)
@@ -67,7 +88,7 @@ CLAIMS = (
     Claim("ours>map", "the solver beats MAP on denoising", "ours", "map", ("denoising",)),
 )  # fmt: skip
 
-# released-code variants (SPEC §8) against the method they corrupt, on every task they ran
+# released-code variants (PROTOCOL §8) against the method they corrupt, on every task they ran
 DEFECTS = (
     ("map-released", "map", "MAP's loss subtracts −β log p (rewards unlikely images)"),
     ("ours-released", "ours", "the solver's likelihood weight α is zeroed (pure L1 fit)"),
@@ -198,6 +219,50 @@ def _verdict_tie(psnr: dict, ssim: dict) -> str:
     return "unresolved"
 
 
+# ---- strength of the evidence ------------------------------------------------------------------
+def flow_shortfalls(model: dict | None, preset: str | None = None) -> list[str]:
+    """Why a flow is too small to stand for the paper's prior ([] when it is not): trained
+    with the smoke preset (`preset`: the run's preset name, or the flow's own), for fewer than
+    MIN_FLOW_EPOCHS epochs, narrower than MIN_FLOW_WIDTH, or with either not recorded."""
+    model = model or {}
+    if SMOKE_PRESET in (preset, model.get("preset")):
+        return ["smoke flow"]
+    out = []
+    epochs, width = model.get("epochs"), model.get("hidden")
+    if not isinstance(epochs, int | float):
+        out.append("the flow's training epochs are not recorded")
+    elif epochs < MIN_FLOW_EPOCHS:
+        out.append(f"flow trained {epochs:g} epoch(s) < {MIN_FLOW_EPOCHS}")
+    if not isinstance(width, int | float):
+        out.append("the flow's width is not recorded")
+    elif width < MIN_FLOW_WIDTH:
+        out.append(f"flow width {width:g} < {MIN_FLOW_WIDTH}")
+    return out
+
+
+def flow_words(model: dict | None) -> str:
+    """'flow of 24 epoch(s) at width 128' (what the evidence rests on)."""
+    model = model or {}
+    epochs, width = model.get("epochs"), model.get("hidden")
+    return (
+        f"flow of {'?' if epochs is None else epochs} epoch(s) at width "
+        f"{'?' if width is None else width}"
+    )
+
+
+def _decides(verdict: str) -> bool:
+    """Whether a verdict says something of the claim (supported, contradicted, unresolved,
+    ...); 'undetermined' (undefined numbers) and 'not run'/'not measured' already say none."""
+    return not verdict.startswith(("undetermined", "not run", "not measured"))
+
+
+def withheld(verdict: str, shortfalls: list[str]) -> str:
+    """The verdict, or 'not meaningful at this size (why)' when the evidence falls short."""
+    if shortfalls and _decides(verdict):
+        return f"{NOT_MEANINGFUL} ({'; '.join(shortfalls)})"
+    return verdict
+
+
 def test_cells(data) -> dict:
     """(method, task) -> per-image test rows of its reported cell, indexed by image name."""
     from bench.report import cell_rows, summary_frame
@@ -232,39 +297,61 @@ def compare(cells: dict, a: str, b: str, task: str) -> dict | None:
 
 def claim_results(data, cells: dict | None = None) -> list[dict]:
     """Every claim of CLAIMS with its per-task comparisons and verdicts (`cells`: the run's
-    test cells from `test_cells`, read once by the caller that needs them several times)."""
+    test cells from `test_cells`, read once by the caller that needs them several times).
+
+    'intervals' is what the intervals alone say; 'verdict' is the same unless the evidence
+    falls short (fewer than MIN_PAIRED_IMAGES paired images, or a smoke flow: see
+    flow_shortfalls), where it reads 'not meaningful at this size (why)'; 'shortfalls' lists
+    why."""
     cells = test_cells(data) if cells is None else cells
+    man = data.manifest
+    flow_short = flow_shortfalls(man.get("model"), (man.get("preset") or {}).get("name"))
     out = []
     for c in CLAIMS:
         comps = []
         for t in c.tasks:
             r = compare(cells, c.a, c.b, t)
             if r is None:
-                comps.append({"a": c.a, "b": c.b, "task": t, "verdict": "not run"})
+                comps.append(
+                    {"a": c.a, "b": c.b, "task": t, "verdict": "not run", "intervals": "not run"}
+                )
                 continue
             judge = _verdict_tie if c.kind == "tie" else _verdict_better
-            r["verdict"] = judge(r["psnr"], r["ssim"])
+            r["intervals"] = judge(r["psnr"], r["ssim"])
+            n = r["psnr"]["n"]
+            few = [f"{n} images < {MIN_PAIRED_IMAGES}"] if n < MIN_PAIRED_IMAGES else []
+            r["shortfalls"] = few + flow_short
+            r["verdict"] = withheld(r["intervals"], r["shortfalls"])
             comps.append(r)
-        verdicts = {r["verdict"] for r in comps}
-        decided = [v for v in verdicts if v.startswith(("supported", "contradicted"))]
-        if verdicts == {"supported"}:
-            overall = "supported"
-        elif verdicts == {"not run"}:
-            overall = "not run"
-        elif not decided:  # unresolved or undetermined (and not run) everywhere
-            overall = (
-                "undetermined"
-                if any(v.startswith("undetermined") for v in verdicts)
-                else "unresolved"
+        overall = _overall({r["intervals"] for r in comps})
+        short = list(
+            dict.fromkeys(
+                s for r in comps if r["verdict"].startswith(NOT_MEANINGFUL) for s in r["shortfalls"]
             )
-        elif any(v.startswith("contradicted") for v in verdicts) and not any(
-            v.startswith("supported") for v in verdicts
-        ):
-            overall = "not supported"
-        else:
-            overall = "partly supported"
-        out.append({"claim": c, "comparisons": comps, "verdict": overall})
+        )
+        out.append(
+            {"claim": c, "comparisons": comps, "intervals": overall,
+             "verdict": f"{NOT_MEANINGFUL} ({'; '.join(short)})" if short else overall,
+             "shortfalls": short}
+        )  # fmt: skip
     return out
+
+
+def _overall(verdicts: set[str]) -> str:
+    """A claim's verdict from its per-task verdicts."""
+    decided = [v for v in verdicts if v.startswith(("supported", "contradicted"))]
+    if verdicts == {"supported"}:
+        return "supported"
+    if verdicts == {"not run"}:
+        return "not run"
+    if not decided:  # unresolved or undetermined (and not run) everywhere
+        undetermined = any(v.startswith("undetermined") for v in verdicts)
+        return "undetermined" if undetermined else "unresolved"
+    if any(v.startswith("contradicted") for v in verdicts) and not any(
+        v.startswith("supported") for v in verdicts
+    ):
+        return "not supported"
+    return "partly supported"
 
 
 def pair_results(data, pairs, cells: dict | None = None) -> list[dict]:
@@ -292,7 +379,7 @@ def defect_results(data, cells: dict | None = None) -> list[dict]:
     return pair_results(data, DEFECTS, cells)
 
 
-# ---- unseeded noise (SPEC §8) ------------------------------------------------------------------
+# ---- unseeded noise (PROTOCOL §8) ----------------------------------------------------------------
 def seed_results(results_dir: str | Path, manifest: dict):
     """Runs that differ from each other only in the seed of the noise and initial latents
     (same model, dataset, preset and test images; the paper's weights, so no selection can
@@ -522,6 +609,11 @@ def realism(
     return frame
 
 
+def realism_paths(results_dir: str | Path) -> list[Path]:
+    """The files `write_realism` writes."""
+    return [Path(results_dir) / REALISM_META, Path(results_dir) / REALISM_FILE]
+
+
 def write_realism(df, meta: dict, results_dir: str | Path) -> Path:
     results_dir = Path(results_dir)
     with all_or_nothing():
@@ -708,15 +800,24 @@ def _comparison_rows(comps: list[dict], labels: dict, claim: str = "") -> list[l
     for r in comps:
         name = f"{labels.get(r['a'], r['a'])} − {labels.get(r['b'], r['b'])}"
         if "psnr" not in r:
-            body.append([claim, r["task"], name, "—", "—", "—", "—", "—", "—", r["verdict"]])
+            body.append([claim, r["task"], name, "—", "—", "—", "—", "—", "—", "—", r["verdict"]])
             continue
         p, s = r["psnr"], r["ssim"]
         body.append(
             [claim, r["task"], name, ci_text(p, 2), _boot(p, 2), ci_text(s, 4), _boot(s, 4),
              f"{share_text(p['wins'])} / {share_text(s['wins'])}", f"{_p(p['p'])} / {_p(s['p'])}",
-             r.get("verdict", "")]
+             f"n = {p['n']} images", r.get("verdict", "")]
         )  # fmt: skip
     return body
+
+
+def _claim_evidence(claim: dict, model: dict | None) -> str:
+    """'n = 192 images per task; flow of 24 epoch(s) at width 128'."""
+    ns = sorted({r["psnr"]["n"] for r in claim["comparisons"] if "psnr" in r})
+    if not ns:
+        return "—"
+    n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}–{ns[-1]}"
+    return f"n = {n} images per task; {flow_words(model)}"
 
 
 CMP_HEADER = [
@@ -729,16 +830,41 @@ CMP_HEADER = [
     "SSIM bootstrap 95%",
     "images a > b (PSNR / SSIM)",
     "paired t-test p (PSNR / SSIM)",
+    "evidence",
     "verdict",
 ]
 
 
-def _realism_section(results_dir: Path) -> tuple[list[str], str]:
+def _realism_flow(meta: dict, run_model: dict | None) -> dict | None:
+    """The flow the realism proxy sampled: as its meta records it, else the run's own flow
+    when the meta's model line names the run's fingerprint; None when unknown."""
+    if isinstance(meta.get("flow"), dict):
+        return meta["flow"]
+    fp = (run_model or {}).get("fingerprint")
+    if fp and f"fingerprint `{fp}`" in str(meta.get("model", "")):
+        return run_model
+    return None
+
+
+def _realism_section(
+    results_dir: Path, run_model: dict | None = None
+) -> tuple[list[str], str, str]:
+    """The Figure 1 section of claims.md, its verdict and the evidence it rests on.
+
+    The σ claim is about realistic samples: it is supported only when the best σ inside the
+    paper's range beats the best outside it (paired interval below 0) and its distance comes
+    within REALISM_FLOOR_FACTOR of the real-vs-real floor (the upper end of its interval);
+    not supported when the best outside wins or the interval lies wholly above that bound.
+    Withheld ('not meaningful at this size') below MIN_REALISM_SAMPLES samples per σ or for
+    a smoke flow (`run_model`: the run's flow, taken as the proxy's when the meta names its
+    fingerprint)."""
     df, meta = load_realism(results_dir)
     if df is None:
-        return [
-            "Not computed: run `bench findings --realism` with the run's checkpoint."
-        ], "not measured"
+        return (
+            ["Not computed: run `bench findings --realism` with the run's checkpoint."],
+            "not measured",
+            "—",
+        )
     lines = [
         f"- **Model**: {meta.get('model', '?')}",
         f"- **Real images**: {meta.get('real', '?')}",
@@ -774,31 +900,73 @@ def _realism_section(results_dir: Path) -> tuple[list[str], str]:
     samples = df[df.set == "samples"]
     finite = samples[np.isfinite(samples.fd.to_numpy(np.float64))]
     diff = df[df.set == "best in range − best outside"]
+    floor = df[df.set == "real B"].fd.to_numpy(np.float64)
     lo, hi = REALISTIC_STDS
+    n = _count(samples["n"].iloc[0] if "n" in samples else meta.get("n"))
+    repeats = _count(df["repeats"].iloc[0] if "repeats" in df else meta.get("repeats"))
+    flow = _realism_flow(meta, run_model)
+    short = ["the number of samples per σ is not recorded"] if n is None else []
+    if n is not None and n < MIN_REALISM_SAMPLES:
+        short.append(f"{n} samples per σ < {MIN_REALISM_SAMPLES}")
+    short += ["the flow is not recorded"] if flow is None else flow_shortfalls(flow)
+    evidence = (
+        f"{'?' if n is None else n} samples per σ × {'?' if repeats is None else repeats} draws; "
+        + ("flow not recorded" if flow is None else flow_words(flow))
+    )
     verdict = "not measured"
     if finite.empty:
         verdict = "undetermined"
         lines += ["", f"No σ has a finite Fréchet distance: **{verdict}**."]
     elif len(diff):
         best = finite.loc[finite.fd.idxmin()]
+        inside = finite[(finite["std"] >= lo) & (finite["std"] <= hi)]
         d = diff.iloc[0]
         in_range = lo <= best["std"] <= hi
+        b = inside.loc[inside.fd.idxmin()] if len(inside) else None
+        f = float(floor[0]) if floor.size else math.nan
+        bound = REALISM_FLOOR_FACTOR * f
         if not np.isfinite([d.fd, d.fd_lo, d.fd_hi]).all():
             verdict = "undetermined (interval undefined)"
-        elif d.fd_hi < 0:
-            verdict = "supported"
+        elif b is None or not np.isfinite([b.fd, b.fd_lo, b.fd_hi, f]).all():
+            verdict = "undetermined (no finite floor or σ inside the range)"
         elif d.fd_lo > 0:
-            verdict = "not supported"
+            verdict = "not supported (a σ outside the range comes closer to real images)"
+        elif b.fd_lo > bound:
+            verdict = (
+                f"not supported (the best σ inside the range is {_num(b.fd / f, 1)}× the "
+                f"real-vs-real floor; at most {REALISM_FLOOR_FACTOR:g}× needed)"
+            )
+        elif d.fd_hi < 0 and b.fd_hi <= bound:
+            verdict = "supported"
         else:
             verdict = "unresolved"
+        verdict = withheld(verdict, short)
+        near = ""
+        if b is not None and np.isfinite([b.fd, f]).all():
+            times = f"{b.fd / f:.1f}× " if f > 0 else ""
+            near = (
+                f" The best σ inside the range, σ = {b['std']:g}, lies at "
+                f"{_est(b.fd, b.fd_lo, b.fd_hi)}, {times}the real-vs-real floor {_num(f, 2)}; "
+                f"realistic samples need its interval within {REALISM_FLOOR_FACTOR:g}× the "
+                f"floor (≤ {_num(bound, 2)})."
+            )
         lines += [
             "",
             f"Lowest Fréchet distance at σ = {best['std']:g} ({'inside' if in_range else 'outside'}"
             f" [{lo:g}, {hi:g}]). Best σ inside the range minus best σ outside it: "
             f"{_signed(d.fd, 2)} [{_signed(d.fd_lo, 2)}, {_signed(d.fd_hi, 2)}] (paired over "
-            f"the draws): **{verdict}**.",
+            f"the draws).{near} Evidence: {evidence}. Verdict: **{verdict}**.",
         ]
-    return lines, verdict
+    return lines, verdict, evidence
+
+
+def _count(v) -> int | None:
+    """A recorded count (a CSV or JSON value), None when absent or not a finite number."""
+    try:
+        x = float(v)
+    except (TypeError, ValueError):
+        return None
+    return int(x) if math.isfinite(x) else None
 
 
 def _est(m: float, lo: float, hi: float, digits: int = 2) -> str:
@@ -810,10 +978,33 @@ def _est(m: float, lo: float, hi: float, digits: int = 2) -> str:
     return f"{_num(m, digits)} [{_num(lo, digits)}, {_num(hi, digits)}]"
 
 
-def _timing_section(results_dir: Path) -> tuple[list[str], str]:
+def timing_evidence(meta: dict) -> tuple[str, list[str], list[str]]:
+    """What a timing measured ('width 512, batch 128, 50 timed iterations per configuration,
+    timing preset paper'), why its verdict is withheld (the smoke timing preset, or a width
+    below MIN_FLOW_WIDTH) and what qualifies it (a width or batch other than the paper's)."""
+    preset, width, batch = meta.get("preset"), _count(meta.get("width")), _count(meta.get("batch"))
+    words = (
+        f"width {width or '?'}, batch {batch or '?'}, {meta.get('iters', '?')} timed "
+        f"iterations per configuration, timing preset {preset or 'not recorded'}"
+    )
+    short, other = [], []
+    if preset == SMOKE_PRESET:
+        short.append(f"smoke timing preset: width {width or '?'}, batch {batch or '?'}")
+    elif width is not None and width < MIN_FLOW_WIDTH:
+        short.append(f"width {width} < {MIN_FLOW_WIDTH}")
+    if width != config.HIDDEN:
+        other.append(f"width {width or 'not recorded'}, not the paper's {config.HIDDEN}")
+    if batch != config.TIMING_BATCH:
+        other.append(f"batch {batch or 'not recorded'}, not the paper's {config.TIMING_BATCH}")
+    return words, short, other
+
+
+def _timing_section(results_dir: Path) -> tuple[list[str], str, str]:
+    """The Table 2 section of claims.md, its verdict and what the timing measured."""
     rows, meta = timing_results(results_dir)
     if not rows:
-        return ["Not measured: run `bench ablation --timing`."], "not measured"
+        return ["Not measured: run `bench ablation --timing`."], "not measured", "—"
+    evidence, short, other = timing_evidence(meta)
     lines = [
         f"- **Device**: {meta.get('device')}, {meta.get('threads')} thread(s), torch "
         f"{meta.get('torch')}; load {meta.get('load', '?')}",
@@ -841,15 +1032,18 @@ def _timing_section(results_dir: Path) -> tuple[list[str], str]:
             verdict = "supported"
         else:
             verdict = "not supported" if r["hi"] < 1 else "unresolved"
+        verdict = withheld(verdict, short)
+        if other and _decides(verdict) and not verdict.startswith(NOT_MEANINGFUL):
+            verdict += f" (qualified: {'; '.join(other)})"
         lines += [
             "",
             f"Generation with the paper's glow (inverse recomputed every call) takes "
             f"{_num(r['ratio'], 2)}× [{_num(r['lo'], 2)}, {_num(r['hi'], 2)}] the coupling "
             "flow's time "
-            f"(published: {config.PUBLISHED_TABLE2['glow']['ms'] / config.PUBLISHED_TABLE2['coupling']['ms']:.2f}×): "  # noqa: E501
-            f"**{verdict}**.",
+            f"(published: {config.PUBLISHED_TABLE2['glow']['ms'] / config.PUBLISHED_TABLE2['coupling']['ms']:.2f}×). "  # noqa: E501
+            f"Measured at {evidence}: **{verdict}**.",
         ]
-    return lines, verdict
+    return lines, verdict, evidence
 
 
 def _edge_notes(man: dict, summary, labels: dict) -> list[str]:
@@ -920,8 +1114,9 @@ def _convention_section(data, summary, labels: dict) -> list[str]:
     ]
 
 
-def render_claims(data, results_dir: str | Path) -> str:
-    """The Markdown of claims.md for a loaded run (report.RunData)."""
+def render_claims(data, results_dir: str | Path, out_dir: str | Path | None = None) -> str:
+    """The Markdown of claims.md for a loaded run (report.RunData); `out_dir`: where it is
+    written, for its rebuild line."""
     from bench.report import (
         images_line,
         model_line,
@@ -937,8 +1132,10 @@ def render_claims(data, results_dir: str | Path) -> str:
     summary = summary_frame(data)
     cells = test_cells(data)
     claims = claim_results(data, cells)
-    realism_lines, realism_verdict = _realism_section(results_dir)
-    timing_lines, timing_verdict = _timing_section(results_dir)
+    realism_lines, realism_verdict, realism_evidence = _realism_section(
+        results_dir, man.get("model")
+    )
+    timing_lines, timing_verdict, timing_evidence = _timing_section(results_dir)
     lines = [
         f"# The paper's claims, tested on run `{man['run_id']}`",
         "",
@@ -947,32 +1144,43 @@ def render_claims(data, results_dir: str | Path) -> str:
         f"- **Solver**: {man['iters']} iterations per solve, seed {man['seed']}",
         f"- **Model**: {model_line(man.get('model', {}))}",
         run_commands_line(man),
-        f"- **Rebuild**: `bench findings --run {man['run_id']}` rewrites this file from the "
-        "stored results (and results/realism.csv, results/timing*.csv), identically, without "
-        "solving",
+        f"- **Rebuild**: `bench findings --run {man['run_id']}"
+        f"{rebuild_options(results_dir, out_dir)}` rewrites this file from the stored results "
+        f"(and {results_dir / REALISM_FILE}, {results_dir / 'timing*.csv'}), identically, "
+        "without solving",
         "",
         "Differences are paired per image (same test image, same noisy measurement) between "
         "the two methods' reported cells: mean a − b with the Student-t 95% interval, and the "
         f"BCa bootstrap 95% interval ({BOOTSTRAP_RESAMPLES:,} resamples). A claim that A beats "
         "B is *supported* when both the PSNR and the SSIM t-intervals lie above 0; a tie is "
         f"*supported* when both lie inside ±{TIE_PSNR_DB} dB and ±{TIE_SSIM} SSIM. No "
-        "correction for multiple comparisons.",
+        "correction for multiple comparisons. A verdict needs at least "
+        f"{MIN_PAIRED_IMAGES} paired images (below that the t-interval rests on the normality "
+        "of a handful of differences and the bootstrap has few distinct resamples) and a flow "
+        f"that is not a smoke flow (not the `{SMOKE_PRESET}` preset, at least "
+        f"{MIN_FLOW_EPOCHS} epochs, width at least {MIN_FLOW_WIDTH}); short of either it reads "
+        f"*{NOT_MEANINGFUL}* and says why. Each verdict states its evidence.",
         "",
         "## Summary",
         "",
     ]
-    summary_rows = [[c["claim"].text, c["verdict"], _key_numbers(c["comparisons"])] for c in claims]
+    summary_rows = [
+        [c["claim"].text, c["verdict"], _claim_evidence(c, man.get("model")),
+         _key_numbers(c["comparisons"])]
+        for c in claims
+    ]  # fmt: skip
     summary_rows.append(
         [f"latent σ in [{REALISTIC_STDS[0]:g}, {REALISTIC_STDS[1]:g}] gives the most realistic "
-         "samples (Figure 1)", realism_verdict, "see below"]
+         "samples (Figure 1)", realism_verdict, realism_evidence, "see below"]
     )  # fmt: skip
     summary_rows.append(
         ["coupling permutations generate faster than invertible 1×1 convolutions (Table 2)",
-         timing_verdict, "see below"]
+         timing_verdict, timing_evidence, "see below"]
     )  # fmt: skip
     lines += [
         md_table(
-            ["claim of the paper", "our run", "Δ PSNR dB / Δ SSIM (a − b, mean)"], summary_rows
+            ["claim of the paper", "our run", "evidence", "Δ PSNR dB / Δ SSIM (a − b, mean)"],
+            summary_rows,
         ),
         "",
     ]
@@ -1024,7 +1232,7 @@ def render_claims(data, results_dir: str | Path) -> str:
             labels,
         ),
         "",
-        "## Defects of the released code (SPEC §8), measured",
+        "## Defects of the released code (PROTOCOL §8), measured",
         "",
     ]
     defects = defect_results(data, cells)
@@ -1055,5 +1263,23 @@ def write_claims(
     from bench.report import load_run
 
     return atomic_write_text(
-        Path(out_dir) / CLAIMS_FILE, render_claims(load_run(run_dir), results_dir)
+        Path(out_dir) / CLAIMS_FILE, render_claims(load_run(run_dir), results_dir, out_dir)
     )
+
+
+def claims_source(run_dir: str | Path, results_dir: str | Path = "results", realism=None):
+    """What claims.md of this run is made from (`bench.provenance.claims_source`): the run,
+    and the stored timing and realism results it quotes, when there are any (`realism`: the
+    source of a realism result about to be stored instead)."""
+    from bench import provenance as P
+    from bench.report import read_manifest
+
+    results_dir = Path(results_dir)
+    timing = None
+    if (results_dir / "timing.csv").is_file():
+        from bench.timing import load_timings
+
+        timing = P.timing_source(load_timings(results_dir)[1])
+    if realism is None and (results_dir / REALISM_FILE).is_file():
+        realism = P.realism_source(load_realism(results_dir)[1])
+    return P.claims_source(P.run_source(read_manifest(run_dir)), timing, realism)

@@ -31,7 +31,7 @@ from bench.solve import Objective, solve_latent
 from bench.tasks import LATENT_STREAM, Task, get_task, stream_seed
 
 # Table 1's methods, in its row order. Variants reproducing the released code's defects
-# (SPEC §8: 'ours-released', 'map-released') and 'map-all' are registered but not listed here.
+# (PROTOCOL §8: 'ours-released', 'map-released') and 'map-all' are registered but not listed here.
 DEFAULT_METHODS = ("csgm", "glowip", "map", "bm3d", "ours")
 
 
@@ -68,7 +68,7 @@ class Method:
     - `weight_name`: 'gamma' | 'alpha' | 'beta' | None (no weight);
     - `tasks`: the task names it supports (None: all), `skip_reason`: why others are skipped;
     - `needs_flow`: whether `restore` needs a trained flow;
-    - `defect`: for variants that reproduce a defect of the released code (SPEC §8), what it is
+    - `defect`: for variants that reproduce a defect of the released code (PROTOCOL §8), what it is
       (None for the methods of the protocol);
     - `ablation`: for variants that isolate one ingredient of a method, what they test."""
 
@@ -203,7 +203,7 @@ class Ours(FlowMethod):
     produces G(z) (no second pass); z0 ~ N(0, 0.1² I), lr 5e-3; α from the preset's alpha grid.
 
     ``Ours(released_code=True)`` (registered as 'ours-released') reproduces a DEFECT of the
-    released code (SPEC §8): the likelihood weight is set to 0 before use, so the fit is pure L1
+    released code (PROTOCOL §8): the likelihood weight is set to 0 before use, so the fit is pure L1
     and any α passed is ignored. Not part of Table 1's default methods."""
 
     name = "ours"

@@ -1,4 +1,4 @@
-"""Image quality metrics (SPEC §6): standard PSNR and SSIM per image, the released code's PSNR
+"""Image quality metrics (PROTOCOL §6): standard PSNR and SSIM per image, the released code's PSNR
 convention, and confidence intervals.
 
 All functions take 8-bit images, batched ``(B, 3, H, W)`` (torch tensors or numpy arrays; a
@@ -18,7 +18,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from bench import config
 
 DATA_RANGE = 255.0
-PEAK_DB = 20 * math.log10(DATA_RANGE)  # 48.1308...: the "48.13" of SPEC §6
+PEAK_DB = 20 * math.log10(DATA_RANGE)  # 48.1308...: the "48.13" of PROTOCOL §6
 CONFIDENCE = 0.95
 _PIXEL_STEP = 256 // config.N_BINS  # 8
 
@@ -104,13 +104,13 @@ PAPER_MSE_UNITS = ("8bit", "5bit")
 
 
 def paper_psnr(mse5_values, units: str = "8bit") -> float:
-    """The released code's PSNR convention (SPEC §6, not a standard PSNR):
+    """The released code's PSNR convention (PROTOCOL §6, not a standard PSNR):
     ``20·log10(255 / MSE^¼)`` with MSE pooled over the batch (32 images in the paper) — the
     mean of the given per-image MSEs of the 5-bit values (:func:`mse5`).
 
     ``units='8bit'`` (default) takes the MSE of the 5-bit images at 8 bits (``x5 · 8``, the
     images every other metric reads, so MSE = 64 · MSE5): then the value equals
-    ``(PSNR_std + 48.13) / 2`` with ``PSNR_std`` the standard PSNR of the pooled MSE, SPEC §6's
+    ``(PSNR_std + 48.13) / 2`` with ``PSNR_std`` the standard PSNR of the pooled MSE, PROTOCOL §6's
     identity, and puts our BM3D where the published one is. ``units='5bit'`` takes the MSE of
     the 0..31 values themselves, which reads 5·log10(64) = 9.03 dB higher. A pooled MSE of 0
     gives ``+inf``."""

@@ -40,7 +40,7 @@ from time import perf_counter
 import numpy as np
 import torch
 
-from bench import config
+from bench import config, machine
 from bench.atomic import all_or_nothing, atomic_write, atomic_write_text
 from bench.timing import random_latent, sync, timed_loop
 
@@ -89,10 +89,7 @@ PERF_PRESETS: dict[str, PerfPreset] = {
 # ---- machine --------------------------------------------------------------------------------
 def physical_cores() -> int:
     """CPUs this process may run on (one thread per core on the machines we use)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    return machine.available_cpus()
 
 
 def configure_threads(threads: int | None = None, interop: int | None = 1) -> dict:
@@ -148,25 +145,11 @@ def load_average() -> tuple[float, float, float] | None:
     return os.getloadavg() if hasattr(os, "getloadavg") else None
 
 
-def _cpu_times() -> tuple[int, int] | None:
-    with contextlib.suppress(OSError, ValueError, IndexError):
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return sum(fields[:8]) - idle, sum(fields[:8])
-    return None
-
-
 def busy_cpus(seconds: float = 1.0) -> float | None:
-    """How many CPUs other processes kept busy over `seconds` (Linux /proc/stat; sampled
-    while this process sleeps): a direct check that the machine is idle before measuring."""
-    import time
-
-    a = _cpu_times()
-    time.sleep(seconds)
-    b = _cpu_times()
-    if a is None or b is None or b[1] == a[1]:
-        return None
-    return (b[0] - a[0]) / (b[1] - a[1]) * (os.cpu_count() or 1)
+    """How many CPUs other processes kept busy over `seconds` (`bench.machine.busy_cpus`:
+    /proc/stat, this process's own CPU time left out): a direct check that the machine is idle
+    before measuring."""
+    return machine.busy_cpus(seconds)
 
 
 # ---- memory ---------------------------------------------------------------------------------

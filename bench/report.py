@@ -4,7 +4,7 @@ grid-search curves and Figures 3–6 as PNG.
 `write_table1(run_dir, out_dir)` writes, under `out_dir`:
 
 - ``table1.md``: our PSNR / SSIM per method and task (mean with a 95% t-interval over the test
-  images), the paper-convention values (SPEC §6) beside the published Table 1, the selected
+  images), the paper-convention values (PROTOCOL §6) beside the published Table 1, the selected
   weights, skipped and failed cells, and the grid search, under a header that states the data,
   preset, model, command, date and device;
 - ``grid_search.png``: mean PSNR against the weight per method, one panel per task (log x axis;
@@ -74,7 +74,7 @@ def cell_rows(rows, stage: str, method: str, task: str, weight):
 
 
 def paper_convention_psnr(mse5_in_order, batch: int = config.EVAL_BATCH) -> tuple[float, int]:
-    """The released code's PSNR (SPEC §6, dB), MSE pooled over consecutive batches of `batch`
+    """The released code's PSNR (PROTOCOL §6, dB), MSE pooled over consecutive batches of `batch`
     images (a last partial batch included), averaged over batches: (value, batches).
 
     A batch whose pooled MSE is 0 (every image exact) has a PSNR of +inf, and so has the
@@ -534,8 +534,9 @@ def render_table1(
     data: RunData | str | Path,
     figures: dict[str, str] | None = None,
     grid_png: str | None = GRID_FILE,
+    out_dir: str | Path | None = None,
 ) -> str:
-    """The Markdown of table1.md."""
+    """The Markdown of table1.md (`out_dir`: where it is written, for its rebuild line)."""
     data = data if isinstance(data, RunData) else load_run(data)
     man = data.manifest
     summary = summary_frame(data)
@@ -560,8 +561,8 @@ def render_table1(
         f"- **Run**: `{man['run_id']}` (`{data.run_dir}`), started {man.get('created')}, "
         f"updated {man.get('updated')}"
         + ("" if man.get("complete") else " — **incomplete: rerun the command to finish**"),
-        f"- **Rebuild**: `bench report --run {man['run_id']}` rewrites this file from the stored "
-        "results, identically, without solving",
+        f"- **Rebuild**: `{rebuild_command(data.run_dir, out_dir)}` rewrites this file from "
+        "the stored results, identically, without solving",
         f"- **Device**: {man.get('device_description') or man.get('device')}",
         "",
         f"## Our results: PSNR (dB) / SSIM, mean ± 95% interval over {n_images} test images",
@@ -576,9 +577,9 @@ def render_table1(
         lines += [
             "## Variants outside the paper's table",
             "",
-            "Released-code variants reproduce a defect of the paper's code (SPEC §8), ablations "
-            "isolate one ingredient of a method; both ran on the same images and measurements as "
-            "the rows above.",
+            "Released-code variants reproduce a defect of the paper's code (PROTOCOL §8), "
+            "ablations isolate one ingredient of a method; both ran on the same images and "
+            "measurements as the rows above.",
             "",
             ours_table(summary, variants, tasks, labels),
             "",
@@ -591,7 +592,7 @@ def render_table1(
         f"PSNR as the released code computed it: 20·log10(255 / MSE^¼), the MSE of the 5-bit "
         f"images at 8 bits pooled over batches of {config.EVAL_BATCH} consecutive test images"
         + (f" ({batches} batch(es) here, averaged)" if batches else "")
-        + "; it equals (PSNR_std + 48.13) / 2 for the pooled MSE (SPEC §6). SSIM as above. "
+        + "; it equals (PSNR_std + 48.13) / 2 for the pooled MSE (PROTOCOL §6). SSIM as above. "
         "Published values (paper's convention, 192 CelebA test images) in parentheses.",
         "",
         paper_table(summary, main, tasks, labels),
@@ -859,6 +860,27 @@ def _mosaic(rows: list[tuple[str, np.ndarray | None]], n: int, title: str):
 
 
 # ---- entry points ------------------------------------------------------------------------------
+def results_of(run_dir: str | Path) -> Path:
+    """The results folder (as given) that holds the stored run `run_dir` (RESULTS/runs/ID)."""
+    return Path(run_dir).parent.parent
+
+
+def rebuild_command(run_dir: str | Path, out_dir: str | Path | None = None) -> str:
+    """`bench report` for this run, with the --results and --out that make it work exactly
+    as printed from the folder the report was written from."""
+    from bench.provenance import rebuild_options
+
+    run_dir = Path(run_dir)
+    return f"bench report --run {run_dir.name}{rebuild_options(results_of(run_dir), out_dir)}"
+
+
+def table1_paths(out_dir: str | Path) -> list[Path]:
+    """Every file `write_table1` writes or removes under `out_dir` (the table, the grid
+    figure, Figures 3–6 of every task)."""
+    out = Path(out_dir)
+    return [out / TABLE1_FILE, out / GRID_FILE] + [out / figure_file(t) for t in FIGURES]
+
+
 def write_table1(run_dir: str | Path, out_dir: str | Path = "reports") -> Path:
     """Write table1.md, grid_search.png and Figures 3–6 of a stored run under `out_dir`;
     returns the path of table1.md."""
@@ -873,7 +895,7 @@ def write_table1(run_dir: str | Path, out_dir: str | Path = "reports") -> Path:
             name = figure_file(t)
             if write_figure(data, t, out / name) is not None:
                 figures[t] = name
-        atomic_write_text(path, render_table1(data, figures, GRID_FILE))
+        atomic_write_text(path, render_table1(data, figures, GRID_FILE, out_dir))
     for t in FIGURES:  # a figure left by an earlier run of other tasks would be mistaken
         if t not in figures:
             (out / figure_file(t)).unlink(missing_ok=True)

@@ -1,4 +1,4 @@
-"""The Table 1 runner (SPEC §4–6): cells, weight selection, parallel and distributed execution,
+"""The Table 1 runner (PROTOCOL §4–6): cells, weight selection, parallel and distributed execution,
 and the results store.
 
 A *cell* is one (stage, method, weight, task): the method restores every image of the stage
@@ -442,8 +442,10 @@ def estimate_seconds(
     jobs: int = 1,
     threads: int | None = None,
     flow_config: dict | None = None,
+    cells: Sequence[Cell] | None = None,
 ) -> float:
-    """Estimated solve time of the whole plan on this device, divided by `jobs`:
+    """Estimated solve time on this device of `cells` (default: every cell of the plan; pass
+    `cell_status(...).todo` to count only those still to compute), divided by `jobs`:
 
     - flow methods: ESTIMATE_ITERS timed solver iterations, with each worker's `threads`, of
       the flow that will run (`flow_config`: its `arch_config`; default an `arch` flow of the
@@ -456,12 +458,7 @@ def estimate_seconds(
     import torch
 
     M = _registry()
-    cells = list(plan.grid_cells) + list(plan.fixed_cells)
-    cells += (
-        [Cell("test", m, t, None, "") for (m, t) in plan.to_select]
-        if (plan.grid_stage == "select")
-        else []
-    )
+    cells = list(cell_status(plan).todo if cells is None else cells)
     flow_cells = [c for c in cells if M.get_method(c.method).needs_flow]
     before = torch.get_num_threads()
     torch.set_num_threads(default_threads(jobs) if threads is None else threads)
@@ -544,6 +541,58 @@ def write_manifest(run_dir: Path, manifest: dict) -> None:
 
 def cell_done(run_dir: Path, cell: Cell) -> bool:
     return (run_dir / cell.relpath(".csv")).is_file()
+
+
+@dataclass(frozen=True)
+class CellStatus:
+    """Where a plan's cells stand in a run's store: `finished` (stored: kept, not recomputed)
+    and `todo` (to compute). Both count grid cells and test cells alike; a test cell whose
+    weight the grid has not chosen yet is in `todo` with weight None. A (method, task) whose
+    every grid weight diverged has no test cell, so it is in neither."""
+
+    finished: list[str]
+    todo: list[Cell]
+
+    @property
+    def total(self) -> int:
+        return len(self.finished) + len(self.todo)
+
+    def describe(self) -> str:
+        """'N of M cells finished, K to compute' (M: the grid and test cells of the run)."""
+        return f"{len(self.finished)} of {self.total} cells finished, {len(self.todo)} to compute"
+
+
+def cell_status(plan: Plan, run_dir: Path | None = None, force: bool = False) -> CellStatus:
+    """Which cells of `plan` the run at `run_dir` already holds (none with `force` or without
+    a `run_dir`): the same cells `run_table1` then reuses. A test cell after a valid-image grid
+    counts as finished when its grid is complete and the weight it chose is stored."""
+
+    def done(c: Cell) -> bool:
+        return not force and run_dir is not None and cell_done(run_dir, c)
+
+    finished: list[str] = []
+    todo: list[Cell] = []
+    for c in plan.grid_cells + plan.fixed_cells:
+        if done(c):
+            finished.append(str(c))
+        else:
+            todo.append(c)
+    if plan.grid_stage != "select":
+        return CellStatus(finished, todo)
+    open_grids = {(c.method, c.task) for c in todo if c.stage == "select"}
+    chosen = {}
+    if any(mt not in open_grids for mt in plan.to_select):  # some grid is complete
+        chosen = select_weights(read_cells(run_dir, "select"), plan)
+    for m, t in plan.to_select:
+        if (m, t) in open_grids:
+            todo.append(Cell("test", m, t, None, ""))  # its weight is not chosen yet
+        elif chosen.get((m, t)) is not None:  # None: every weight diverged, nothing to run
+            c = plan.cell("test", m, t, chosen[(m, t)])
+            if done(c):
+                finished.append(str(c))
+            else:
+                todo.append(c)
+    return CellStatus(finished, todo)
 
 
 def write_cell(run_dir: Path, cell: Cell, rows, restored: np.ndarray) -> Path:
@@ -886,15 +935,18 @@ def compute_cell(
 
 def available_cores() -> int:
     """CPUs this process may run on."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
+    from bench.machine import available_cpus
+
+    return available_cpus()
 
 
 def default_threads(jobs: int) -> int:
-    """Torch threads per worker when `jobs` workers share this machine's cores."""
-    return max(1, available_cores() // max(1, jobs))
+    """Torch threads per worker when `jobs` workers share this machine with whatever else
+    runs: max(1, the CPUs other processes leave free // jobs), measured now
+    (`bench.machine.default_threads`)."""
+    from bench import machine
+
+    return machine.default_threads(jobs)
 
 
 def _in_dask_worker() -> bool:
@@ -913,7 +965,8 @@ def _dask_worker_threads() -> int:
     from distributed import get_worker
 
     nthreads = getattr(get_worker(), "nthreads", None) or getattr(get_worker().state, "nthreads", 1)
-    return default_threads(int(nthreads))
+    # a Dask worker shares its cores among its own threads only (no busy reading per cell)
+    return max(1, available_cores() // max(1, int(nthreads)))
 
 
 # ---- executors ---------------------------------------------------------------------------------
@@ -1086,6 +1139,52 @@ def _ordered(names: Iterable[str], order: Sequence[str]) -> list[str]:
     return order + [n for n in names if n not in order]
 
 
+def stage_images(
+    dataset: str,
+    data_root: str | Path | None,
+    preset: Preset,
+    select_on: str = "valid",
+    weights: str = "grid",
+    progress: bool = True,
+):
+    """The images a run loads: the test set, and the valid images of a grid on valid images
+    (else None), both bench.data.ImageSet."""
+    from bench import data
+
+    test = data.load_images(dataset, "test", data_root, limit=preset.test_images, progress=progress)
+    select_set = None
+    if weights == "grid" and select_on == "valid":
+        select_set = data.load_images(
+            dataset, "valid", data_root, limit=preset.select_images, progress=progress
+        )
+    return test, select_set
+
+
+def run_key(plan: Plan, dataset: str, test, select_set, fingerprint: str, seed: int, device):
+    """Everything that determines a run's numbers (its id is a hash of it): the plan's preset
+    and selection, the images (`stage_images`), the model fingerprint, the seed and the
+    device type."""
+    import torch
+
+    return {
+        "format": RUN_FORMAT,
+        "dataset": dataset,
+        "test_images": test.fingerprint,
+        "select_images": select_set.fingerprint if select_set is not None else None,
+        "preset": plan.preset.to_dict(),
+        "model": str(fingerprint),
+        "seed": int(seed),
+        "select_on": plan.select_on if plan.weights == "grid" else None,
+        "weights": plan.weights,
+        "device": torch.device(device).type,
+    }
+
+
+def run_dir_of(results_dir: str | Path, key: dict) -> Path:
+    """The store folder of the run with this `run_key` (it may not exist yet)."""
+    return runs_root(results_dir) / make_run_id(key, key["dataset"], key["preset"]["name"])
+
+
 def run_table1(
     flow,
     flow_meta: dict | None,
@@ -1107,6 +1206,7 @@ def run_table1(
     command: str | None = None,
     log: Callable[[str], None] | None = None,
     threads: int | None = None,
+    check_run: Callable[[str], None] | None = None,
 ) -> RunResult:
     """Run (or resume) Table 1 with a trained `flow` and store one row per image and cell.
 
@@ -1116,10 +1216,11 @@ def run_table1(
 
     Cells run here (`jobs=1`), in `jobs` joblib loky processes, or on the Dask cluster at
     `scheduler` (`backend='dask'`). Each worker uses `threads` torch threads (default
-    max(1, cores // jobs); on Dask, cores // the worker's threads)."""
-    import torch
+    max(1, CPUs other processes leave free // jobs, see `bench.machine`; on Dask, cores // the
+    worker's threads).
 
-    from bench import data
+    `check_run(run_id)` is called once the run's id is known and before anything is stored
+    (the CLI refuses there a report folder made from another run)."""
     from bench import tasks as T
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -1153,31 +1254,16 @@ def run_table1(
         fingerprint = str(meta["fingerprint"])
 
         # images (small: uint8 32×32) -------------------------------------------------------
-        test = data.load_images(
-            dataset, "test", data_root, limit=preset.test_images, progress=progress
-        )
+        test, select_set = stage_images(dataset, data_root, preset, select_on, weights, progress)
         stages = {"test": _Stage(test.images.numpy(), list(test.names))}
-        select_set = None
-        if weights == "grid" and select_on == "valid":
-            select_set = data.load_images(
-                dataset, "valid", data_root, limit=preset.select_images, progress=progress
-            )
+        if select_set is not None:
             stages["select"] = _Stage(select_set.images.numpy(), list(select_set.names))
 
-        key = {
-            "format": RUN_FORMAT,
-            "dataset": dataset,
-            "test_images": test.fingerprint,
-            "select_images": select_set.fingerprint if select_set is not None else None,
-            "preset": preset.to_dict(),
-            "model": fingerprint,
-            "seed": int(seed),
-            "select_on": select_on if weights == "grid" else None,
-            "weights": weights,
-            "device": torch.device(device).type,
-        }
-        run_id = make_run_id(key, dataset, preset.name)
-        run_dir = runs_root(results_dir) / run_id
+        key = run_key(plan, dataset, test, select_set, fingerprint, seed, device)
+        run_dir = run_dir_of(results_dir, key)
+        run_id = run_dir.name
+        if check_run is not None:
+            check_run(run_id)
         lock = acquire_run_lock(run_dir)
         before = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
         manifest = _merge_manifest(
@@ -1253,17 +1339,17 @@ def run_table1(
                 man["updated"] = _now()
             write_manifest(run_dir, man)
 
+        status = cell_status(plan, run_dir, force)  # what the reused/computed counts count
+        if status.finished:
+            log(f"resuming run {run_id}: {status.describe()} (finished cells are kept)")
         record_selection({mt: w for mt, (w, _) in plan.fixed.items()})
         wave1 = pending(plan.grid_cells + plan.fixed_cells)
-        n_done = len(plan.grid_cells) + len(plan.fixed_cells) - len(wave1)
-        if n_done:
-            log(f"resuming run {run_id}: {n_done} finished cell(s) found, not recomputed")
         bar = None
         if progress:
             from tqdm.auto import tqdm
 
             bar = tqdm(
-                total=len(wave1) + plan.n_after_selection,
+                total=len(status.todo),
                 desc="Table 1 cells",
                 unit="cell",
                 file=sys.stderr,

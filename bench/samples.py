@@ -47,19 +47,27 @@ def sample_grid(
     return torch.stack(rows)
 
 
-def write_figure1(
-    samples: torch.Tensor, stds: Sequence[float], path: str | Path, title: str
-) -> Path:
-    """A PNG grid: one row per σ, labelled, with a title naming model and data."""
-    import matplotlib
+FIG1_TILE_IN = (0.7, 0.75)  # width, height of one sample in Figure 1, inches
+FIG1_LABEL_IN = 0.75  # room left of the rows for their σ labels
+FIG1_TITLE_FONT = 8
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+
+def figure1(samples: torch.Tensor, stds: Sequence[float], title: str):
+    """Figure 1 as a matplotlib Figure: one row per σ, labelled, under `title` (wrapped to
+    the figure's width, with room made above the rows for every line of it)."""
+    from matplotlib.figure import Figure
+
+    from bench.plots import text_height_in, wrap_title
 
     n_rows, n_cols = samples.shape[:2]
-    fig, axes = plt.subplots(
-        n_rows, n_cols, figsize=(n_cols * 0.7 + 0.8, n_rows * 0.75 + 0.9), squeeze=False
-    )
+    tile_w, tile_h = FIG1_TILE_IN
+    width, grid_h, bottom, pad = FIG1_LABEL_IN + n_cols * tile_w + 0.05, n_rows * tile_h, 0.05, 0.08
+    fig = Figure(figsize=(width, grid_h + bottom))
+    title = wrap_title(fig, title, FIG1_TITLE_FONT)
+    title_h = pad + text_height_in(fig, title, FIG1_TITLE_FONT) + pad
+    height = grid_h + bottom + title_h
+    fig.set_size_inches(width, height)
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
     for r in range(n_rows):
         for c in range(n_cols):
             ax = axes[r][c]
@@ -68,9 +76,22 @@ def write_figure1(
             ax.set_yticks([])
             if c == 0:
                 ax.set_ylabel(f"σ={stds[r]:g}", rotation=0, ha="right", va="center", fontsize=9)
-    fig.suptitle(title, fontsize=8)
-    fig.subplots_adjust(left=0.07, right=0.995, top=0.9, bottom=0.01, wspace=0.05, hspace=0.05)
-    try:
-        return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))
-    finally:
-        plt.close(fig)
+    fig.suptitle(title, fontsize=FIG1_TITLE_FONT, y=1 - pad / height, va="top")
+    fig.subplots_adjust(
+        left=FIG1_LABEL_IN / width,
+        right=1 - 0.05 / width,
+        top=1 - title_h / height,
+        bottom=bottom / height,
+        wspace=0.05,
+        hspace=0.05,
+    )
+    return fig
+
+
+def write_figure1(
+    samples: torch.Tensor, stds: Sequence[float], path: str | Path, title: str
+) -> Path:
+    """A PNG grid: one row per σ, labelled, with a title naming model and data
+    (`figure1`)."""
+    fig = figure1(samples, stds, title)
+    return atomic_write(path, lambda f: fig.savefig(f, format="png", dpi=110))

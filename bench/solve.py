@@ -1,4 +1,4 @@
-"""The latent-space optimisation loop shared by every flow-based method (SPEC §5).
+"""The latent-space optimisation loop shared by every flow-based method (PROTOCOL §5).
 
 `solve_latent` runs Adam on the latent z of a whole batch at once. The flow is frozen
 (`eval()`, no parameter gradients). The objective returns one loss per image and the optimiser
@@ -124,7 +124,7 @@ def solve_latent(
     """Minimise ``objective(z, G(z), logdet_G).sum()`` over z with Adam, from z0 (B, D).
 
     `iters` Adam steps are taken (iters + 1 generative passes: the last evaluates the returned
-    iterate, SPEC §5 "return the final iterate x̂ = G(z)"). `progress` is called with the
+    iterate, PROTOCOL §5 "return the final iterate x̂ = G(z)"). `progress` is called with the
     iteration number (1..iters) after each step, or updated if it is a tqdm bar (True makes
     one). The flow's parameters get no gradient; its training mode and requires_grad flags are
     restored afterwards.

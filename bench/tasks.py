@@ -1,6 +1,6 @@
-"""The four inverse problems (SPEC §4): forward operators and measurement synthesis.
+"""The four inverse problems (PROTOCOL §4): forward operators and measurement synthesis.
 
-Every task maps a clean uint8 test image to a measurement `y` in model space ([-1, 1), SPEC §1):
+Every task maps a clean uint8 test image to a measurement `y` in model space ([-1, 1), PROTOCOL §1):
 
 - ``denoising``: ``y255 = clip(floor(x255 + 25.5 n), 0, 255)``, ``n ~ N(0, I)``, then into model
   space; ``A`` = identity.

@@ -2,7 +2,7 @@
 
 The paper times generation (z → x) of its coupling flow and of a Glow-style flow with
 invertible 1×1 convolutions at the same width and credits the difference to the inverse of the
-1×1 convolutions' weights (SPEC §3). We time:
+1×1 convolutions' weights (PROTOCOL §3). We time:
 
 - generation of one batch, under `torch.no_grad`, for `coupling` and for one `glow` flow in its
   three 1×1-convolution modes (`InvConv1x1.set_mode` on the same matrices W, so the three
@@ -661,6 +661,22 @@ def reading(df: pd.DataFrame) -> str:
     return "".join(out)
 
 
+def _busy_lines(meta: dict) -> list[str]:
+    """Header lines on other processes' CPU use (`bench.machine`), when it was measured."""
+    start, during = meta.get("busy_start"), meta.get("busy_during")
+    lines = []
+    if start is not None or during is not None:
+        words = [
+            f"{v:.1f} CPUs busy {when}"
+            for v, when in ((start, "at start"), (during, "on average during the timing"))
+            if isinstance(v, (int, float))
+        ]
+        lines += [f"- other processes: {', '.join(words)}"] if words else []
+    if meta.get("busy_note"):
+        lines.append(f"- **timed on a busy machine**: {meta['busy_note']}")
+    return lines
+
+
 def format_table2(df: pd.DataFrame, meta: dict) -> str:
     df = add_ratios(df)
     params = {
@@ -672,18 +688,19 @@ def format_table2(df: pd.DataFrame, meta: dict) -> str:
         spec = {"coupling": config.COUPLING_PARAMS_AT_512, "glow": config.GLOW_PARAMS_AT_512}
         ok = all(params.get(a) == n for a, n in spec.items())
         pnote = (
-            "match SPEC (coupling 32,736,864; glow 33,780,096)"
+            "match PROTOCOL §2–3 (coupling 32,736,864; glow 33,780,096)"
             if ok
-            else "DIFFER from SPEC (coupling 32,736,864; glow 33,780,096)"
+            else "DIFFER from PROTOCOL §2–3 (coupling 32,736,864; glow 33,780,096)"
         )
     else:
-        pnote = f"at width {meta.get('width')} (SPEC's counts are for width {config.HIDDEN})"
+        pnote = f"at width {meta.get('width')} (PROTOCOL §2–3 counts are for width {config.HIDDEN})"
     header = [
         "# Table 2: generation time, 1×1 coupling functions vs invertible 1×1 convolutions",
         "",
         f"- device: {meta['device']}",
         f"- threads: {meta['threads']}",
         *([f"- system load: {meta['load']}"] if meta.get("load") else []),
+        *_busy_lines(meta),
         f"- torch: {meta['torch']}",
         f"- preset: {meta.get('preset') or '—'}",
         f"- batch: {meta['batch']}; width: {meta['width']}; timed iterations: {meta['iters']}; "
@@ -717,6 +734,15 @@ def format_table2(df: pd.DataFrame, meta: dict) -> str:
         "",
     ]
     return "\n".join(header)
+
+
+TIMING_FILES = ("timing.csv", "timing_summary.csv", "timing_meta.json")
+TABLE2_FILE = "table2.md"
+
+
+def timing_paths(results_dir) -> list[Path]:
+    """The files `write_timings` writes under `results_dir`."""
+    return [Path(results_dir) / n for n in TIMING_FILES]
 
 
 def write_table2(df: pd.DataFrame, meta: dict, out_dir) -> Path:

@@ -1,4 +1,4 @@
-"""Training the flows (SPEC §2): loop, validation bits/dim, atomic checkpoints, resume.
+"""Training the flows (PROTOCOL §2): loop, validation bits/dim, atomic checkpoints, resume.
 
 A checkpoint records the architecture, the preset, the dataset and a fingerprint of the
 training files, so that a run never silently uses a flow trained on something else.
@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from bench import config
+from bench import provenance as P
 from bench.atomic import atomic_write, atomic_write_text
 from bench.config import Preset
 from bench.errors import BenchError, CheckpointError
@@ -247,12 +248,26 @@ class TrainingDiverged(BenchError):
 
 def resume_mismatches(ckpt: dict, wanted: dict) -> list[tuple[str, object, object]]:
     """(setting, checkpoint's value, requested value) for every setting that changes the
-    trained model and differs between a checkpoint and a request (SPEC §2: seed, width and
+    trained model and differs between a checkpoint and a request (PROTOCOL §2: seed, width and
     the preset's data knobs, batch size, learning rate, betas, dataset and its files, batches
     per epoch). Settings an older checkpoint did not record are compared with the values the
     code used then (batch size, learning rate and betas were always config's)."""
+    have = checkpoint_identity(ckpt)
+    return [(k, have[k], wanted[k]) for k in have if k in wanted and have[k] != wanted[k]]
+
+
+_IDENTITY_KEYS = (
+    "seed", "width (--preset)", "architecture (--arch)", "training images (--preset)",
+    "validation images (--preset)", "batch size", "learning rate", "Adam betas",
+    "dataset (--dataset)", "training files (--data-root)", "--batches-per-epoch",
+)  # fmt: skip
+
+
+def checkpoint_identity(ckpt: dict) -> dict:
+    """The settings that change a checkpoint's trained model, named as `resume_mismatches`
+    names them (also the identity of its history file: `bench.provenance.flow_source`)."""
     preset = ckpt.get("preset") or {}
-    have = {
+    return {
         "seed": ckpt.get("seed", 0),
         "width (--preset)": ckpt["arch_config"].get("hidden"),
         "architecture (--arch)": ckpt["arch_config"].get("arch"),
@@ -265,7 +280,6 @@ def resume_mismatches(ckpt: dict, wanted: dict) -> list[tuple[str, object, objec
         "training files (--data-root)": ckpt.get("train_fingerprint"),
         "--batches-per-epoch": ckpt.get("batches_per_epoch"),
     }
-    return [(k, have[k], wanted[k]) for k in have if k in wanted and have[k] != wanted[k]]
 
 
 _FIX_HINT = {
@@ -320,10 +334,11 @@ def train(
     progress: bool = True,
     log=print,
     batches_per_epoch: int | None = None,
+    replace: bool = False,
 ) -> TrainResult:
     """Train (or resume training) the preset's flow and save it atomically to `checkpoint`.
 
-    Paper settings (SPEC §2): Adam lr 1e-4, betas (0.5, 0.999), batch 32, mean NLL of the
+    Paper settings (PROTOCOL §2): Adam lr 1e-4, betas (0.5, 0.999), batch 32, mean NLL of the
     dequantized data. A checkpoint is written every epoch, every SAVE_EVERY_S seconds and on
     Ctrl-C; rerunning the same command resumes from it, and any setting that changes the
     trained model (see `resume_mismatches`) must match the checkpoint's; only the number of
@@ -336,7 +351,10 @@ def train(
     saved, so the last good checkpoint stays as it was.
 
     `batches_per_epoch` stops every epoch after that many batches; 1 reproduces a DEFECT of the
-    released code (SPEC §8: its loop stopped each epoch after the first batch)."""
+    released code (PROTOCOL §8: its loop stopped each epoch after the first batch).
+
+    The history file of another training (other settings or files) is not replaced unless
+    `replace` (`bench.provenance`; BenchError naming both)."""
     from bench import locks
 
     path = (
@@ -349,13 +367,14 @@ def train(
     with locks.holding(path, "bench train"):
         return _train_locked(
             preset, dataset, data_root, device, arch, path, seed, force, progress, log,
-            batches_per_epoch,
+            batches_per_epoch, replace,
         )  # fmt: skip
 
 
 def _train_locked(
-    preset, dataset, data_root, device, arch, path, seed, force, progress, log, batches_per_epoch
-) -> TrainResult:
+    preset, dataset, data_root, device, arch, path, seed, force, progress, log, batches_per_epoch,
+    replace=False,
+) -> TrainResult:  # fmt: skip
     from tqdm.auto import tqdm
 
     from bench.data import load_images, to_model
@@ -377,26 +396,26 @@ def _train_locked(
         flow.parameters(), lr=config.TRAIN_LR, betas=config.TRAIN_BETAS, fused=True
     )  # one kernel per step: ~10% faster training on CPU
     epoch, step, history = 0, 0, []
+    wanted = {
+        "seed": seed,
+        "width (--preset)": preset.hidden,
+        "architecture (--arch)": arch,
+        "training images (--preset)": preset.train_images,
+        "validation images (--preset)": preset.valid_images,
+        "batch size": config.TRAIN_BATCH,
+        "learning rate": config.TRAIN_LR,
+        "Adam betas": list(config.TRAIN_BETAS),
+        "dataset (--dataset)": dataset,
+        "training files (--data-root)": train_set.fingerprint,
+        "--batches-per-epoch": batches_per_epoch,
+    }
+    # the history beside the checkpoint is a committed result: never replace one made from
+    # another training without --replace (checked before the first epoch)
+    source = training_source(wanted, f"{arch} flow, width {preset.hidden}, {train_set.label}")
+    P.check([history_path(path)], source, replace, option="--results DIR (or --checkpoint)")
     if path.exists() and not force:
         ckpt = _read(path)
-        _check_resume(
-            path,
-            ckpt,
-            {
-                "seed": seed,
-                "width (--preset)": preset.hidden,
-                "architecture (--arch)": arch,
-                "training images (--preset)": preset.train_images,
-                "validation images (--preset)": preset.valid_images,
-                "batch size": config.TRAIN_BATCH,
-                "learning rate": config.TRAIN_LR,
-                "Adam betas": list(config.TRAIN_BETAS),
-                "dataset (--dataset)": dataset,
-                "training files (--data-root)": train_set.fingerprint,
-                "training files label": train_set.label,
-                "--batches-per-epoch": batches_per_epoch,
-            },
-        )
+        _check_resume(path, ckpt, {**wanted, "training files label": train_set.label})
         if ckpt["arch_config"] != flow.arch_config:
             raise CheckpointError(
                 f"checkpoint {path} holds a {ckpt['arch_config']['arch']} flow configured as "
@@ -411,7 +430,7 @@ def _train_locked(
                 path, f"model or optimizer state unusable: {type(e).__name__}"
             ) from None
         epoch, step, history = ckpt["epoch"], ckpt.get("step", 0), ckpt.get("history", [])
-        write_history(history, path)
+        write_history(history, path, source)
         if epoch >= preset.epochs:
             log(f"checkpoint {path} already holds {epoch} epochs: nothing to do (--force retrains)")
             flow.eval()
@@ -419,11 +438,8 @@ def _train_locked(
         log(f"resuming from {path}: epoch {epoch + 1}, batch {step}")
 
     x_all = train_set.images
+    _check_enough_images(len(x_all))
     n_batches = len(x_all) // config.TRAIN_BATCH
-    if n_batches == 0:
-        raise CheckpointError(
-            f"only {len(x_all)} training images: need at least {config.TRAIN_BATCH}"
-        )
     if batches_per_epoch is not None:
         n_batches = min(n_batches, batches_per_epoch)
 
@@ -536,7 +552,7 @@ def _train_locked(
                 f"{seconds:.0f} s, {seen / max(seconds, 1e-9):.0f} images/s"
             )
             save(complete=epoch >= preset.epochs)
-            write_history(history, path)
+            write_history(history, path, source)
             last_save = time.time()
     except KeyboardInterrupt:
         save()
@@ -552,16 +568,57 @@ def history_path(checkpoint: str | Path) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}.history.csv")
 
 
-def write_history(history: list[dict], checkpoint: str | Path) -> Path | None:
+def training_source(identity: dict, what: str) -> P.Source:
+    """The source of a checkpoint's history file: the training settings that change the
+    model (`checkpoint_identity`'s keys), labelled with `what` was trained."""
+    key = {k: identity.get(k) for k in _IDENTITY_KEYS}
+    return P.Source(f"training of a {what}, seed {key['seed']}", key)
+
+
+def write_history(
+    history: list[dict], checkpoint: str | Path, source: P.Source | None = None
+) -> Path | None:
     """The per-epoch training history as CSV (small, committed with the results while the
-    checkpoint itself stays out of git)."""
+    checkpoint itself stays out of git); `source` is recorded for it (`bench.provenance`)."""
     import pandas as pd
 
     if not history:
         return None
-    return atomic_write_text(
+    path = atomic_write_text(
         history_path(checkpoint), pd.DataFrame(history).to_csv(index=False, float_format="%.6g")
     )
+    if source is not None:
+        P.record([path], source)
+    return path
+
+
+def _check_enough_images(n: int) -> None:
+    if n < config.TRAIN_BATCH:
+        raise CheckpointError(f"only {n} training images: need at least {config.TRAIN_BATCH}")
+
+
+def check_training_data(
+    preset: Preset, dataset: str, data_root: str | Path | None = None, progress: bool = True
+) -> None:
+    """Refuse now what training with `preset` would refuse once started: training or
+    validation images missing, or fewer training images than one batch (`bench run` checks
+    this before its estimate when its flow must be trained first)."""
+    from bench.data import load_images
+
+    train_set = load_images(
+        dataset, "train", data_root, limit=preset.train_images, progress=progress
+    )
+    load_images(dataset, "valid", data_root, limit=preset.valid_images, progress=progress)
+    _check_enough_images(len(train_set))
+
+
+def check_checkpoint_dataset(path: str | Path, meta: dict, dataset: str) -> None:
+    """A default checkpoint (`meta` from `load_checkpoint`) must be of the run's dataset."""
+    if meta["dataset"] != dataset:
+        raise CheckpointError(
+            f"checkpoint {path} was trained on {meta['dataset']}, not {dataset}: "
+            f"delete it or pass --checkpoint"
+        )
 
 
 def ensure_flow(
@@ -574,19 +631,17 @@ def ensure_flow(
     results_dir: str | Path = "results",
     progress: bool = True,
     log=print,
+    replace: bool = False,
 ) -> tuple[MultiScaleFlow, dict]:
     """Load the given checkpoint, or the preset's default one, training it first if it is
-    missing or unfinished. A given checkpoint that does not exist is an error."""
+    missing or unfinished (`replace`: as in `train`). A given checkpoint that does not exist
+    is an error."""
     if checkpoint is not None:
         return load_checkpoint(checkpoint, device, arch)
     path = default_checkpoint_path(dataset, preset.name, arch, results_dir)
     if path.exists():
         flow, meta = load_checkpoint(path, device, arch)
-        if meta["dataset"] != dataset:
-            raise CheckpointError(
-                f"checkpoint {path} was trained on {meta['dataset']}, not {dataset}: "
-                f"delete it or pass --checkpoint"
-            )
+        check_checkpoint_dataset(path, meta, dataset)
         if meta["complete"] and meta["epochs"] >= preset.epochs:
             return flow, meta
     # an unfinished default checkpoint is finished with the settings it was started with (its
@@ -596,7 +651,7 @@ def ensure_flow(
         result = train(
             preset, dataset, data_root, device, arch, path, results_dir,
             seed=own.get("seed", 0), progress=progress, log=log,
-            batches_per_epoch=own.get("batches_per_epoch"),
+            batches_per_epoch=own.get("batches_per_epoch"), replace=replace,
         )  # fmt: skip
     except CheckpointError as e:
         raise CheckpointError(

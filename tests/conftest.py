@@ -28,9 +28,10 @@ def pytest_collection_modifyitems(config, items):
 
 
 def celeba_root_or_none() -> Path | None:
-    """The development CelebA copy: $BENCH_TEST_CELEBA, else ../shared/data/celeba."""
-    env = os.environ.get("BENCH_TEST_CELEBA")
-    root = Path(env) if env else REPO.parent / "shared" / "data" / "celeba"
+    """The development CelebA copy: $BENCH_TEST_CELEBA, else the CLI's default folder
+    ($BENCH_CELEBA, else data/celeba inside the repository)."""
+    env = os.environ.get("BENCH_TEST_CELEBA") or os.environ.get("BENCH_CELEBA")
+    root = Path(env) if env else REPO / "data" / "celeba"
     return root if (root / "img_align_celeba").is_dir() else None
 
 
@@ -38,7 +39,9 @@ def celeba_root_or_none() -> Path | None:
 def celeba_root() -> Path:
     root = celeba_root_or_none()
     if root is None:
-        pytest.skip("development CelebA folder absent (set BENCH_TEST_CELEBA)")
+        pytest.skip(
+            "CelebA folder absent (set BENCH_TEST_CELEBA or BENCH_CELEBA, or use data/celeba)"
+        )
     return root
 
 

@@ -147,7 +147,7 @@ def test_solver_timing_builds_the_flow_of_its_config(monkeypatch):
 COMMON = {  # option -> (parameter default, commands that take it)
     "--device": ("auto", {"train", "sample", "run", "findings", "ablation", "perf"}),
     "--no-progress": (True, {"train", "run", "findings", "ablation"}),
-    "--threads": (None, {"train", "sample", "run", "findings", "ablation", "perf"}),
+    "--threads": ("auto", {"train", "sample", "run", "findings", "ablation", "perf"}),
     "--results": (
         "results",
         {"train", "sample", "run", "report", "findings", "ablation", "perf", "compare"},

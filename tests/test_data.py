@@ -1,5 +1,5 @@
 """bench.data: CelebA partitions and preprocessing, the cache, bad inputs, the builtin set and
-the model-space conversions (SPEC §1)."""
+the model-space conversions (PROTOCOL §1)."""
 
 from __future__ import annotations
 

@@ -244,7 +244,7 @@ def test_exif_orientation_is_applied(root):
 
 
 def test_untagged_images_decode_as_before(root):
-    """No orientation tag: the pixels of plain PIL decoding and SPEC §1's resize and crop, so
+    """No orientation tag: the pixels of plain PIL decoding and PROTOCOL §1's resize and crop, so
     the content fingerprints recorded by earlier runs still match."""
     s = _load("celeba", "train", root=root)
     for name, img in zip(s.names, s.images, strict=True):

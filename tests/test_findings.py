@@ -3,7 +3,9 @@ claims.md that is rebuilt identically from stored results."""
 
 from __future__ import annotations
 
+import json
 import math
+import types
 
 import numpy as np
 import pandas as pd
@@ -244,3 +246,150 @@ def test_findings_without_a_run_is_a_one_line_error(tmp_path):
     out = CliRunner().invoke(main, ["findings", "--results", str(tmp_path / "none")])
     assert out.exit_code == 2 and "no Table 1 runs" in out.output
     assert "Traceback" not in out.output
+
+
+# ---- strength of the evidence ------------------------------------------------------------------
+def test_a_smoke_run_gives_no_verdict_on_any_claim(stored, tmp_path):
+    from bench.report import load_run
+
+    res, results = stored
+    claims = findings.claim_results(load_run(res.run_dir))
+    why = f"{findings.NOT_MEANINGFUL} (4 images < 30; smoke flow)"
+    assert [c["verdict"] for c in claims] == [why] * len(findings.CLAIMS)
+    ran = [r for c in claims for r in c["comparisons"] if "psnr" in r]
+    assert ran and all(r["verdict"] == why for r in ran)
+    md = findings.write_claims(res.run_dir, results, tmp_path).read_text()
+    summary = md.split("## Summary")[1].split("\n## ")[0]
+    assert summary.count(f"| {why} | n = 4 images per task; ") == len(findings.CLAIMS)
+    table = md.split("## Table 1 claims")[1].split("\n## ")[0]
+    assert table.count(f"| n = 4 images | {why} |") == len(ran)
+    assert "A verdict needs at least 30 paired images" in md  # the threshold is stated
+
+
+TRAINED = {"fingerprint": "f", "preset": "cpu", "epochs": 24, "hidden": 128}
+SMOKE = {"fingerprint": "f", "preset": "smoke", "epochs": 1, "hidden": 16}
+
+
+def _cells(n: int, gain: float = 1.0) -> dict:
+    """Ours `gain` dB (and gain / 100 SSIM) above BM3D on n denoising images."""
+    rng = np.random.default_rng(0)
+    names = [f"{i:06d}.jpg" for i in range(n)]
+    b = pd.DataFrame(
+        {"psnr": rng.normal(30, 2, n), "ssim": rng.uniform(0.7, 0.9, n), "mse5": 1.0}, index=names
+    )
+    a = b.assign(
+        psnr=b.psnr + gain + rng.normal(0, 0.3, n),
+        ssim=b.ssim + gain / 100 + rng.normal(0, 3e-3, n),
+    )
+    return {("ours", "denoising"): a, ("bm3d", "denoising"): b}
+
+
+@pytest.mark.parametrize(
+    "n, preset, model, verdict",
+    [
+        (30, "cpu", TRAINED, "supported"),
+        (192, "cpu", TRAINED, "supported"),
+        (29, "cpu", TRAINED, "not meaningful at this size (29 images < 30)"),
+        (192, "smoke", SMOKE, "not meaningful at this size (smoke flow)"),
+        (192, "cpu", {**TRAINED, "preset": "smoke"}, "not meaningful at this size (smoke flow)"),
+        (
+            192, "cpu", {**TRAINED, "epochs": 3, "hidden": 32},
+            "not meaningful at this size (flow trained 3 epoch(s) < 10; flow width 32 < 64)",
+        ),
+        (
+            4, "cpu", {"fingerprint": "f"},
+            "not meaningful at this size (4 images < 30; the flow's training epochs are not "
+            "recorded; the flow's width is not recorded)",
+        ),
+    ],
+)  # fmt: skip
+def test_verdicts_need_enough_images_and_a_trained_flow(n, preset, model, verdict):
+    data = types.SimpleNamespace(manifest={"preset": {"name": preset}, "model": model})
+    claims = {c["claim"].key: c for c in findings.claim_results(data, _cells(n))}
+    bm3d = claims["ours>bm3d"]
+    assert bm3d["verdict"] == verdict and bm3d["comparisons"][0]["verdict"] == verdict
+    assert bm3d["intervals"] == "supported"  # what the intervals alone say
+    assert claims["ours>csgm"]["verdict"] == "not run"  # nothing measured, nothing withheld
+    assert findings._claim_evidence(bm3d, model).startswith(f"n = {n} images per task; flow of")
+
+
+def test_a_contradiction_at_the_threshold_stands():
+    data = types.SimpleNamespace(manifest={"preset": {"name": "cpu"}, "model": TRAINED})
+    (bm3d,) = [c for c in findings.claim_results(data, _cells(30, -1.0)) if c["claim"].b == "bm3d"]
+    assert bm3d["verdict"] == "not supported"
+    assert bm3d["comparisons"][0]["verdict"] == "contradicted"
+
+
+def _realism_files(path, best, n=500, floor=30.0, meta=None):
+    """realism.csv with the real-vs-real floor and σ = 1 at `best` (lo, mean, hi), σ = 0.5
+    far behind it, and realism_meta.json (`meta`; default: a trained flow, n samples)."""
+    lo, m, hi = best
+    rows = [
+        ["real B", "", n, 20, floor, floor - 1, floor + 1, 1.0, 0.9, 1.1],
+        ["samples", 0.5, n, 20, 250.0, 245.0, 255.0, 0.5, 0.4, 0.6],
+        ["samples", 1.0, n, 20, m, lo, hi, 1.2, 1.1, 1.3],
+        ["best in range − best outside", "", n, 20, m - 250, lo - 255, hi - 245, "", "", ""],
+    ]
+    cols = ["set", "std", "n", "repeats", "fd", "fd_lo", "fd_hi", "hf_ratio", "hf_lo", "hf_hi"]
+    pd.DataFrame(rows, columns=cols).to_csv(path / findings.REALISM_FILE, index=False)
+    meta = {"n": n, "flow": TRAINED} if meta is None else meta
+    (path / findings.REALISM_META).write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize(
+    "best, n, flow, verdict",
+    [
+        # colour noise: the minimum lies inside [0.8, 1.2] but 5× the real-vs-real floor
+        ((150.0, 155.0, 160.0), 500, TRAINED,
+         "not supported (the best σ inside the range is 5.2× the real-vs-real floor; at most 2× "
+         "needed)"),
+        ((32.0, 35.0, 38.0), 500, TRAINED, "supported"),  # near the floor
+        ((55.0, 58.0, 65.0), 500, TRAINED, "unresolved"),  # its interval straddles 2× the floor
+        ((32.0, 35.0, 38.0), 500, SMOKE, "not meaningful at this size (smoke flow)"),
+        ((32.0, 35.0, 38.0), 50, TRAINED, "not meaningful at this size (50 samples per σ < 128)"),
+    ],
+)  # fmt: skip
+def test_realism_verdict_needs_samples_close_to_real_images(tmp_path, best, n, flow, verdict):
+    _realism_files(tmp_path, best, n, meta={"n": n, "flow": flow})
+    lines, v, evidence = findings._realism_section(tmp_path)
+    assert v == verdict
+    assert evidence.startswith(f"{n} samples per σ × 20 draws; flow of {flow['epochs']} epoch(s)")
+    assert f"within 2× the floor (≤ 60.00). Evidence: {evidence}. Verdict: **{v}**." in lines[-1]
+
+
+def test_realism_takes_the_run_flow_when_the_meta_names_its_fingerprint(tmp_path):
+    model = "coupling flow, width 128, fingerprint `abc123`, validation 2.8 bits/dim"
+    _realism_files(tmp_path, (32.0, 35.0, 38.0), meta={"n": 500, "model": model})
+    run = {**TRAINED, "fingerprint": "abc123"}
+    assert findings._realism_section(tmp_path, run)[1] == "supported"
+    assert findings._realism_section(tmp_path, {**run, "epochs": 1})[1] == (
+        "not meaningful at this size (flow trained 1 epoch(s) < 10)"
+    )
+    other = findings._realism_section(tmp_path, {**run, "fingerprint": "zzz"})
+    assert other[1] == "not meaningful at this size (the flow is not recorded)"
+
+
+@pytest.mark.parametrize(
+    "meta, verdict",
+    [
+        ({"preset": "paper", "width": 512, "batch": 128, "iters": 50}, "supported"),
+        ({"preset": "cpu", "width": 128, "batch": 32, "iters": 50},
+         "supported (qualified: width 128, not the paper's 512; batch 32, not the paper's 128)"),
+        ({"preset": "smoke", "width": 8, "batch": 4, "iters": 3},
+         "not meaningful at this size (smoke timing preset: width 8, batch 4)"),
+    ],
+)  # fmt: skip
+def test_timing_verdict_says_what_it_measured(tmp_path, meta, verdict):
+    pd.DataFrame(
+        {"section": "generation", "arch": ["coupling"] * 3 + ["glow"] * 3,
+         "mode": [""] * 3 + ["recompute"] * 3, "iteration": [0, 1, 2] * 2,
+         "ms": [10.0, 11.0, 10.5, 25.0, 24.0, 24.5]}
+    ).to_csv(tmp_path / "timing.csv", index=False)  # fmt: skip
+    (tmp_path / "timing_meta.json").write_text(json.dumps(meta))
+    lines, v, evidence = findings._timing_section(tmp_path)
+    assert v == verdict
+    assert evidence == (
+        f"width {meta['width']}, batch {meta['batch']}, {meta['iters']} timed iterations per "
+        f"configuration, timing preset {meta['preset']}"
+    )
+    assert f"Measured at {evidence}: **{verdict}**." in lines[-1]

@@ -243,7 +243,7 @@ def _same_state(a: dict, b: dict) -> bool:
 
 @pytest.mark.parametrize("arch", ["coupling", "glow"])
 def test_initialize_initialises_every_actnorm_including_the_coupling_nets(arch):
-    """SPEC §2: every ActNorm, the 14 inside the coupling networks included, is initialised
+    """PROTOCOL §2: every ActNorm, the 14 inside the coupling networks included, is initialised
     from the first batch (the fast path used to leave the nets' ActNorms at the identity)."""
     flow = build_flow(arch, hidden=16)
     norms = [m for m in flow.modules() if isinstance(m, ActNorm)]

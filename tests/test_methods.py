@@ -1,4 +1,4 @@
-"""The latent solver, the methods of SPEC §5 and the registry, on a tiny flow."""
+"""The latent solver, the methods of PROTOCOL §5 and the registry, on a tiny flow."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Metrics (SPEC §6) against hand-computed cases."""
+"""Metrics (PROTOCOL §6) against hand-computed cases."""
 
 from __future__ import annotations
 
@@ -81,7 +81,7 @@ def test_paper_psnr_formula_and_identity():
     assert paper_psnr([0.0]) == math.inf
     with pytest.raises(ValueError, match="units"):
         paper_psnr(values, units="bits")
-    # SPEC §6: == (PSNR_std + 48.13) / 2, PSNR_std the standard PSNR of the pooled 8-bit MSE
+    # PROTOCOL §6: == (PSNR_std + 48.13) / 2, PSNR_std the standard PSNR of the pooled 8-bit MSE
     rng = np.random.default_rng(0)
     x = reference(_images())
     noisy = np.clip(x + rng.integers(-24, 25, x.shape), 0, 255)

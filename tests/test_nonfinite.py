@@ -330,7 +330,8 @@ def test_claims_say_how_many_images_were_exact_and_never_nan(pair_run, tmp_path)
     claims = {c["claim"].key: c for c in findings.claim_results(report.load_run(run_dir))}
     comp = claims["ours>glowip"]["comparisons"][0]
     assert comp["psnr"]["mean"] == -INF and comp["psnr"]["n_exact_b"] == 3
-    assert comp["verdict"].startswith("contradicted on SSIM; PSNR difference -inf on 3 image(s)")
+    assert comp["intervals"].startswith("contradicted on SSIM; PSNR difference -inf on 3 image(s)")
+    assert comp["verdict"].startswith("not meaningful at this size (4 images < 30")
     inp = claims["ours>glowip"]["comparisons"][2]
     assert inp["psnr"]["mean"] == 0.0 and inp["psnr"]["n_exact_a"] == 4  # both exact: 0
     md = findings.write_claims(run_dir, results, tmp_path).read_text()
@@ -376,7 +377,7 @@ def _realism_csv(path, fd_lo=1.0):
 
 def test_realism_section_with_undefined_values_says_so(tmp_path):
     _realism_csv(tmp_path / findings.REALISM_FILE)
-    lines, verdict = findings._realism_section(tmp_path)
+    lines, verdict, _ = findings._realism_section(tmp_path)
     text = "\n".join(lines)
     assert verdict == "undetermined (interval undefined)"
     assert "| σ = 0.5 | 5.00 [4.00, 6.00] | +inf [interval undefined] |" in text

@@ -1,4 +1,4 @@
-"""Tasks (SPEC §4): operators, adjoints, mask, measurement noise and per-image seeding."""
+"""Tasks (PROTOCOL §4): operators, adjoints, mask, measurement noise and per-image seeding."""
 
 from __future__ import annotations
 

@@ -151,7 +151,7 @@ def test_reading_is_computed_from_the_numbers(smoke_df):
 
 
 def test_parameter_counts_at_paper_width():
-    # the exact counts the report prints at width 512 (SPEC §2-3); cheap to build
+    # the exact counts the report prints at width 512 (PROTOCOL §2-3); cheap to build
     assert build_flow("coupling", hidden=512).num_params() == 32_736_864
     glow = build_flow("glow", hidden=512)
     assert glow.num_params() == 33_780_096
@@ -197,7 +197,10 @@ def test_cli_without_timing_is_a_one_line_error():
     assert len(lines) == 1 and lines[0].startswith("error:") and "--timing" in lines[0]
 
 
-def test_cli_smoke_run(tmp_path):
+def test_cli_smoke_run(tmp_path, monkeypatch):
+    from bench import machine
+
+    monkeypatch.setattr(machine, "busy_cpus", lambda interval=0.2: 0.0)  # a quiet machine
     r = CliRunner().invoke(
         main,
         [
@@ -213,6 +216,8 @@ def test_cli_smoke_run(tmp_path):
             "0",
             "--device",
             "cpu",
+            "--threads",
+            "1",
             "--no-progress",
             "--out",
             str(tmp_path / "rep"),

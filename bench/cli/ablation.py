@@ -35,7 +35,7 @@ _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light 
 @click.option(
     "--preset",
     type=click.Choice(_PRESETS),
-    default="cpu",
+    default=config.DEFAULT_PRESET,
     show_default=True,
     help=f"paper: width {config.HIDDEN}, {config.TIMING_ITERS} iterations, batch "
     f"{config.TIMING_BATCH}; cpu: width 128, 50 iterations, batch 32; "
@@ -72,8 +72,14 @@ _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light 
     show_default=True,
     help="interleave the configurations in this many rounds (drifting load biases none)",
 )
-@threads_option("torch's; 1 is steadier on a busy machine")
+@threads_option()
 @device_option
+@click.option(
+    "--allow-busy",
+    is_flag=True,
+    help="time even when other processes keep the CPUs busy (table2.md then says so); "
+    "without it a busy machine is refused",
+)
 @click.option(
     "--checkpoint",
     multiple=True,
@@ -101,6 +107,7 @@ def ablation(
     results_dir,
     seed,
     progress,
+    allow_busy,
 ):
     """Table 2: time generation (z → x) and one solver iteration of the coupling and glow
     flows at the same width; glow with its 1×1 convolutions' inverse recomputed at every call
@@ -114,22 +121,68 @@ def ablation(
     opts = tm.resolve_timing_options(
         preset, width, batch, iters, warmup, from_checkpoint=bool(checkpoint)
     )
+    busy = _busy_before(allow_busy)
     with lock_results(Path(results_dir) / "timing.csv"), lock_reports(out):
         text, written = _time_and_write(
-            tm, opts, dev, threads, checkpoint, progress, rounds, seed, preset, out, results_dir
-        )
+            tm, opts, dev, threads, checkpoint, progress, rounds, seed, preset, out, results_dir,
+            busy,
+        )  # fmt: skip
     click.echo(text)
     path, *files = written
     click.echo(f"wrote {path} and {', '.join(str(f) for f in files)}")
 
 
+def _busy_before(allow_busy: bool) -> dict:
+    """Other processes' CPUs before timing (`bench.machine.busy_cpus`): above
+    TIMING_BUSY_LIMIT a one-line refusal, unless --allow-busy (then noted for table2.md)."""
+    from bench import machine
+
+    busy = machine.busy_cpus()
+    over = busy is not None and busy > machine.TIMING_BUSY_LIMIT
+    if over and not allow_busy:
+        raise BenchError(
+            f"the machine is busy ({machine.describe_busy(busy)}): Table 2 times are only "
+            "comparable on a quiet machine; stop the other work and rerun, or pass --allow-busy "
+            "to time anyway (table2.md then says so)"
+        )
+    note = f"{machine.describe_busy(busy)} at start (--allow-busy)" if over else None
+    return {"busy": busy, "note": note}
+
+
+def _busy_after(mark, busy: dict) -> tuple[float | None, str | None]:
+    """Other processes' CPUs on average during the timing; a warning (and a note for
+    table2.md) when they went above TIMING_BUSY_LIMIT."""
+    import warnings
+
+    from bench import machine
+    from bench.errors import BenchWarning
+
+    during = machine.busy_since(mark)
+    if during is None or during <= machine.TIMING_BUSY_LIMIT:
+        return during, busy["note"]
+    what = (
+        f"other processes kept {during:.1f} of {machine.available_cpus()} CPUs busy on average "
+        "during the timing"
+    )
+    warnings.warn(
+        f"{what} ({machine.describe_busy(machine.busy_cpus())} at end): the times may be "
+        "inflated; rerun on a quiet machine",
+        BenchWarning,
+        stacklevel=2,
+    )
+    return during, "; ".join(n for n in (busy["note"], what) if n)
+
+
 def _time_and_write(
-    tm, opts, dev, threads, checkpoint, progress, rounds, seed, preset, out, results_dir
+    tm, opts, dev, threads, checkpoint, progress, rounds, seed, preset, out, results_dir, busy
 ):
     import os
 
+    from bench import machine
+
     load_start = os.getloadavg() if hasattr(os, "getloadavg") else None
-    set_threads(threads)
+    set_threads(threads, busy=busy["busy"])
+    mark = machine.busy_mark()
     df = tm.run_timing_ablation(
         opts.width,
         opts.batch,
@@ -141,6 +194,7 @@ def _time_and_write(
         seed=seed,
         rounds=rounds,
     )
+    during, note = _busy_after(mark, busy)
     meta = tm.timing_meta(
         dev,
         int(df["width"].iloc[0]),
@@ -153,6 +207,7 @@ def _time_and_write(
         load_start=load_start,
         rounds=int(df["rounds"].iloc[0]),
     )
+    meta.update(busy_start=busy["busy"], busy_during=during, busy_note=note)
     text = tm.format_table2(df, meta)
     from bench.atomic import all_or_nothing
 

@@ -7,7 +7,8 @@ defaulted and described the same everywhere:
 |---|---|
 | `--device` | every command that computes (all but `info` and `report`) |
 | `--progress/--no-progress` | those with progress bars: train, run, findings, ablation |
-| `--threads` | those that compute: train, sample, run, findings, ablation, perf |
+| `--threads` | those that compute: train, sample, run, findings, ablation, perf (default auto:
+  the CPUs other processes leave free, `bench.machine`, announced in one line on stderr) |
 | `--results`, `--out` | those that write results / reports (`--out`: the reports folder) |
 | `--seed` | those that draw random numbers: train, sample, run, findings, ablation |
 | `--dataset`, `--data-root` | those that read images (findings: `--data-root` only; sample:
@@ -20,6 +21,7 @@ section: the reports folder (`lock_reports`), and the timing, perf and realism r
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import shlex
 import sys
@@ -29,9 +31,8 @@ from pathlib import Path
 import click
 
 from bench.errors import BenchError, BenchWarning
+from bench.provenance import DEFAULT_OUT, DEFAULT_RESULTS
 
-DEFAULT_RESULTS = "results"
-DEFAULT_OUT = "reports"
 WRITER = "bench command"  # who holds a lock, as the refusal names it (any bench command)
 
 
@@ -50,7 +51,7 @@ def handle_errors(fn):
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            with warnings.catch_warnings():
+            with warnings.catch_warnings(), keep_torch_threads():
                 warnings.simplefilter("once", BenchWarning)
                 warnings.showwarning = _show_warning
                 return fn(*args, **kwargs)
@@ -113,26 +114,73 @@ def progress_option(fn):
     )(fn)
 
 
-def threads_option(default_help: str = "torch's default"):
-    """--threads N: torch's intra-op CPU threads for the work (default: `default_help`)."""
+class ThreadsType(click.ParamType):
+    """A positive integer, or 'auto' (the parameter is then None)."""
+
+    name = "N|auto"
+
+    def convert(self, value, param, ctx):
+        if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+            return None
+        try:
+            n = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is neither a positive integer nor 'auto'", param, ctx)
+        if n < 1:
+            self.fail(f"{value!r} is not a positive integer (or 'auto')", param, ctx)
+        return n
+
+
+def threads_option(default_help: str = "the CPUs other processes leave free (bench.machine)"):
+    """--threads N|auto: torch's intra-op CPU threads for the work; auto (the default, the
+    parameter None) is resolved by `resolve_threads`/`set_threads` (`default_help` says how)."""
 
     def deco(fn):
         return click.option(
             "--threads",
-            type=click.IntRange(min=1),
-            default=None,
-            help=f"CPU threads for torch [default: {default_help}]",
+            type=ThreadsType(),
+            default="auto",
+            show_default=True,
+            help=f"CPU threads for torch; auto: {default_help}",
         )(fn)
 
     return deco
 
 
-def set_threads(threads: int | None) -> None:
-    """Apply --threads (None: leave torch's setting alone)."""
+def resolve_threads(threads: int | None, jobs: int = 1, busy: float | None = None) -> int:
+    """--threads as a count: N itself, or for auto (None) the CPUs other processes leave free
+    shared among `jobs` workers (`bench.machine.choose_threads`; `busy`: a reading already
+    taken), announced in one line on stderr (`threads: 1 of 2 CPUs (…)`). Call it before the
+    work starts: the reading must not see this command's own work."""
     if threads is not None:
-        import torch
+        return threads
+    from bench import machine
 
-        torch.set_num_threads(threads)
+    n, line = machine.choose_threads(jobs, busy=busy)
+    click.echo(line, err=True)
+    return n
+
+
+def set_threads(threads: int | None, busy: float | None = None) -> int:
+    """Apply --threads to torch in this process (auto: `resolve_threads`); returns the count."""
+    import torch
+
+    n = resolve_threads(threads, busy=busy)
+    torch.set_num_threads(n)
+    return n
+
+
+@contextlib.contextmanager
+def keep_torch_threads():
+    """Restore torch's thread count after a command run in this process (tests, scripts):
+    --threads applies to one command only."""
+    torch = sys.modules.get("torch")
+    before = torch.get_num_threads() if torch is not None else None
+    try:
+        yield
+    finally:
+        if before is not None and torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def seed_option(help_text: str = "base seed of every random draw"):
@@ -193,8 +241,11 @@ def lock_results(path: str | Path):
     return locks.holding(Path(path), WRITER)
 
 
-def preset_option(default: str | None = "cpu"):
-    from bench.config import PRESETS
+def preset_option(default: str | None = None):
+    """--preset NAME (default: `bench.config.DEFAULT_PRESET`, the same for every command)."""
+    from bench.config import DEFAULT_PRESET, PRESETS
+
+    default = default or DEFAULT_PRESET
 
     def deco(fn):
         return click.option(
@@ -209,7 +260,7 @@ def preset_option(default: str | None = "cpu"):
 
 
 def dataset_option(fn):
-    from bench.data import DATASETS
+    from bench.config import DATASETS  # not bench.data: that imports torch
 
     return click.option(
         "--dataset",
@@ -233,7 +284,33 @@ def stored_run_options(fn):
         "run_id",
         default=None,
         metavar="RUN_ID",
-        help="run id (or a unique prefix) under RESULTS/runs [default: the latest run]",
+        help="run id (or a unique prefix) under RESULTS/runs [default: the run OUT's reports "
+        "were made from, else the latest run]",
     )(fn)
     fn = out_option()(fn)
     return results_option("results store written by `bench run` and `bench ablation --timing`")(fn)
+
+
+def report_run(results_dir, out, run_id, report_file: str):
+    """The stored run a report command uses: `run_id` when given, else the run that
+    OUT/`report_file` was made from (so a plain `bench report` rebuilds what is there), else
+    the latest run."""
+    from bench import provenance as P
+    from bench.runner import find_run, runs_root
+
+    if run_id is None:
+        made_from = P.recorded_run(Path(out) / report_file)
+        if made_from and (runs_root(results_dir) / made_from).is_dir():
+            run_id = made_from
+    return find_run(results_dir, run_id)
+
+
+def replace_option(fn):
+    """--replace: overwrite reports or results made from another run, preset or dataset
+    (`bench.provenance`); without it such a file is refused with one line."""
+    return click.option(
+        "--replace",
+        is_flag=True,
+        help="overwrite reports/results made from another run, preset or dataset "
+        "[default: refuse, naming both sources]",
+    )(fn)

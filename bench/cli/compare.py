@@ -10,6 +10,7 @@ from bench.cli.common import (
     handle_errors,
     lock_reports,
     out_option,
+    replace_option,
     results_option,
 )
 
@@ -30,8 +31,9 @@ from bench.cli.common import (
 )
 @results_option("results store written by `bench run`")
 @out_option()
+@replace_option
 @handle_errors
-def compare(run_id, baseline, results_dir, out) -> None:
+def compare(run_id, baseline, results_dir, out, replace) -> None:
     """Compare two stored Table 1 runs of the same test images and seed: per method and
     task, the paired per-image difference new − baseline of PSNR and SSIM with 95% intervals
     (e.g. after retraining the flow). Writes OUT/compare-BASELINE-to-RUN.md, computing nothing
@@ -44,7 +46,16 @@ def compare(run_id, baseline, results_dir, out) -> None:
     base_dir = find_run(results_dir, baseline, option="--baseline")
     if new_dir == base_dir:
         raise BenchError(f"--run and --baseline both name {new_dir.name}: pass two runs")
+    from pathlib import Path
+
+    from bench import provenance as P
+    from bench.compare import comparison_file
+
+    source = P.comparison_source(new_dir.name, base_dir.name)
+    target = Path(out) / comparison_file(new_dir.name, base_dir.name)
     with lock_reports(out):
+        P.check([target], source, replace)
         path = write_comparison(new_dir, base_dir, out, command_line())
+        P.record([path], source)
     click.echo(path.read_text())
     click.echo(f"comparison: {path}")

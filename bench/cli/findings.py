@@ -16,6 +16,8 @@ from bench.cli.common import (
     lock_reports,
     lock_results,
     progress_option,
+    replace_option,
+    report_run,
     resolve_device,
     seed_option,
     set_threads,
@@ -48,6 +50,7 @@ from bench.cli.common import (
 @progress_option
 @device_option
 @threads_option()
+@replace_option
 @handle_errors
 def findings(
     results_dir,
@@ -61,6 +64,7 @@ def findings(
     progress,
     device,
     threads,
+    replace,
 ) -> None:
     """Test each claim of the paper on a stored run (paired per-image differences with 95%
     intervals, Figure 1's σ, Table 2's speed ratio, the released code's defects) and write
@@ -69,24 +73,36 @@ def findings(
     real images (of the run's dataset). The reports folder, and with --realism
     RESULTS/realism.csv, are locked meanwhile: a second live writer is refused."""
     from bench import findings as F
-    from bench.runner import find_run
+    from bench import provenance as P
 
-    run_dir = find_run(results_dir, run_id)
+    run_dir = report_run(results_dir, out, run_id, F.CLAIMS_FILE)
+    claims = Path(out) / F.CLAIMS_FILE
     with contextlib.ExitStack() as held:
         held.enter_context(lock_reports(out))
         if realism:
             held.enter_context(lock_results(Path(results_dir) / F.REALISM_FILE))
             set_threads(threads)
-            _realism(run_dir, results_dir, checkpoint, data_root, samples, seed, progress, device)
+            _realism(
+                run_dir, results_dir, checkpoint, data_root, samples, seed, progress, device,
+                replace, claims,
+            )  # fmt: skip
+        claims_src = F.claims_source(run_dir, results_dir)
+        P.check([claims], claims_src, replace)
         path = F.write_claims(run_dir, results_dir, out)
+        P.record([claims], claims_src)
     click.echo(path.read_text().split("## Table 1 claims")[0].rstrip())
     click.echo(f"\nfindings: {path}")
 
 
-def _realism(run_dir, results_dir, checkpoint, data_root, samples, seed, progress, device):
-    """Figure 1's realism proxy from the run's flow, stored in RESULTS/realism.csv."""
+def _realism(
+    run_dir, results_dir, checkpoint, data_root, samples, seed, progress, device, replace, claims
+):
+    """Figure 1's realism proxy from the run's flow, stored in RESULTS/realism.csv; refused
+    before computing when it would replace a realism result of another flow or setting (or
+    claims.md of another source)."""
     from bench import data
     from bench import findings as F
+    from bench import provenance as P
     from bench.errors import BenchError
     from bench.report import model_line, read_manifest
     from bench.train import load_checkpoint
@@ -102,18 +118,22 @@ def _realism(run_dir, results_dir, checkpoint, data_root, samples, seed, progres
     flow, meta = load_checkpoint(ckpt, resolve_device(device))
     flow.requires_grad_(False)
     real = data.load_images(man["dataset"], "valid", data_root, limit=2 * n, progress=progress)
+    facts = {
+        "model": model_line(meta),
+        "real": f"{real.label}: first {2 * n} valid images, split in two sets of {n}",
+        "n": n,
+        "seed": seed,
+        "repeats": F.REALISM_REPEATS,
+        "components": F.REALISM_COMPONENTS,
+    }
+    source = P.realism_source(facts)
+    targets = F.realism_paths(results_dir)
+    P.check(targets, source, replace, option="--results DIR")
+    # the claims this realism result feeds must be writable too: refuse before computing
+    P.check([claims], F.claims_source(run_dir, results_dir, realism=source), replace)
     df = F.realism(flow, real.images.numpy(), n=n, seed=seed, progress=progress)
-    F.write_realism(
-        df,
-        {
-            "model": model_line(meta),
-            "real": f"{real.label}: first {2 * n} valid images, split in two sets of {n}",
-            "n": n,
-            "seed": seed,
-            "repeats": F.REALISM_REPEATS,
-            "components": F.REALISM_COMPONENTS,
-            "command": command_line(),
-            "nonfinite": df.attrs.get("nonfinite", {}),
-        },
-        results_dir,
-    )
+    facts.update(command=command_line(), nonfinite=df.attrs.get("nonfinite", {}))
+    # what claims.md needs to tell a smoke flow (findings.flow_shortfalls)
+    facts["flow"] = {k: meta.get(k) for k in ("fingerprint", "preset", "epochs", "hidden")}
+    F.write_realism(df, facts, results_dir)
+    P.record(targets, source)

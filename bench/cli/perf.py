@@ -13,7 +13,9 @@ from bench.cli.common import (
     lock_reports,
     lock_results,
     out_option,
+    replace_option,
     resolve_device,
+    resolve_threads,
     results_option,
     threads_option,
 )
@@ -81,7 +83,7 @@ def _batches(text: str | None) -> tuple[int, ...] | None:
     default=None,
     help="n of the n×n float32 matmul that sets the reference rate",
 )
-@threads_option("one per available CPU; inter-op: 1")
+@threads_option("the CPUs other processes leave free (with --wait-idle: one per CPU); inter-op: 1")
 @click.option(
     "--bf16",
     is_flag=True,
@@ -108,6 +110,7 @@ def _batches(text: str | None) -> tuple[int, ...] | None:
 )
 @out_option("reports folder (perf.md)")
 @results_option("results folder (perf.csv)")
+@replace_option
 @handle_errors
 def perf(
     device,
@@ -126,13 +129,15 @@ def perf(
     wait_idle,
     out,
     results_dir,
+    replace,
 ):
     """Measure solver iterations, generation and training steps against the float32 matmul
     rate (median of repetitions after warm-up) and report peak memory. RESULTS/perf.csv and
     OUT/perf.md are locked from the start: a second live writer is refused."""
-    from dataclasses import replace
+    from dataclasses import replace as with_
     from pathlib import Path
 
+    from bench.machine import available_cpus
     from bench.perf import PERF_CSV, PERF_PRESETS, run_perf, write_perf
 
     device = resolve_device(device)
@@ -145,8 +150,23 @@ def perf(
         "warmup": warmup,
         "matmul_n": matmul_size,
     }
-    p = replace(p, **{k: v for k, v in over.items() if v is not None})
-    with lock_results(Path(results_dir) / PERF_CSV), lock_reports(out):
+    p = with_(p, **{k: v for k, v in over.items() if v is not None})
+    if threads is None and wait_idle:
+        n = available_cpus()
+        click.echo(
+            f"threads: {n} of {n} CPUs (--wait-idle: every CPU, once other processes leave; "
+            "--threads N to choose)",
+            err=True,
+        )
+    elif threads is None:
+        threads = resolve_threads(None)
+    from bench import provenance as P
+    from bench.perf import PERF_MD, cpu_description
+
+    source = P.perf_source(p.name, p.width, device, cpu_description()["cpu"])
+    targets = [Path(results_dir) / PERF_CSV, Path(out) / PERF_MD]
+    with lock_results(targets[0]), lock_reports(out):
+        P.check(targets, source, replace, option="--out DIR and --results DIR")
         result = run_perf(
             p,
             device=device,
@@ -158,4 +178,5 @@ def perf(
             log=lambda m: click.echo(m, err=True),
         )
         csv, md = write_perf(result, out, results_dir, command_line())
+        P.record(targets, source)
     click.echo(f"wrote {csv} and {md}")

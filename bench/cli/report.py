@@ -5,13 +5,20 @@ from __future__ import annotations
 import click
 
 from bench.cli import main
-from bench.cli.common import handle_errors, lock_reports, stored_run_options
+from bench.cli.common import (
+    handle_errors,
+    lock_reports,
+    replace_option,
+    report_run,
+    stored_run_options,
+)
 
 
 @main.command()
 @stored_run_options
+@replace_option
 @handle_errors
-def report(results_dir, out, run_id) -> None:
+def report(results_dir, out, run_id, replace) -> None:
     """Rebuild every report from stored results, identically and without solving:
     reports/table1.md with grid_search.png and Figures 3–6 (from a stored Table 1 run, default
     the latest), table2.md (from RESULTS/timing*, when `bench ablation --timing` stored one)
@@ -20,17 +27,31 @@ def report(results_dir, out, run_id) -> None:
     from pathlib import Path
 
     from bench import findings
+    from bench import provenance as P
     from bench import report as rep
     from bench import timing as tm
-    from bench.runner import find_run
 
-    run_dir = find_run(results_dir, run_id)
+    run_dir = report_run(results_dir, out, run_id, rep.TABLE1_FILE)
+    run_src = P.run_source(rep.read_manifest(run_dir))
+    timing = None
+    if (Path(results_dir) / "timing.csv").is_file():
+        timing = tm.load_timings(results_dir)
+    table2 = Path(out) / tm.TABLE2_FILE
+    claims = Path(out) / findings.CLAIMS_FILE
     with lock_reports(out):
+        # every report is checked before any is written: all are rebuilt, or none
+        P.check(rep.table1_paths(out), run_src, replace)
+        if timing is not None:
+            P.check([table2], P.timing_source(timing[1]), replace)
+        claims_src = findings.claims_source(run_dir, results_dir)
+        P.check([claims], claims_src, replace)
         path = rep.write_table1(run_dir, out)
+        P.record(rep.table1_paths(out), run_src)
         click.echo(rep.console_table(run_dir))
         click.echo(f"run: {run_dir}")
         click.echo(f"report: {path} (with {Path(out) / rep.GRID_FILE} and Figures 3–6)")
-        if (Path(results_dir) / "timing.csv").is_file():
-            df, meta = tm.load_timings(results_dir)
-            click.echo(f"report: {tm.write_table2(df, meta, out)} (from {results_dir}/timing*)")
+        if timing is not None:
+            click.echo(f"report: {tm.write_table2(*timing, out)} (from {results_dir}/timing*)")
+            P.record([table2], P.timing_source(timing[1]))
         click.echo(f"report: {findings.write_claims(run_dir, results_dir, out)}")
+        P.record([claims], claims_src)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from types import SimpleNamespace
+
 import click
 
 from bench.cli import main
@@ -14,11 +18,17 @@ from bench.cli.common import (
     out_option,
     preset_option,
     progress_option,
+    replace_option,
     resolve_device,
+    resolve_threads,
     results_option,
     seed_option,
     threads_option,
 )
+
+# a run estimated longer than this many hours is refused unless --max-hours allows it: a week
+# on a CPU is a mistake far more often than a plan (the paper preset takes about 30 days there)
+MAX_HOURS = 24.0
 
 
 @main.command()
@@ -28,7 +38,7 @@ from bench.cli.common import (
     metavar="1",
     help="the table to run: 1 (Table 1 and Figures 3–6); required",
 )
-@preset_option(None)
+@preset_option()
 @data_options
 @click.option(
     "--methods", default=None, help="comma-separated methods [default: csgm,glowip,map,bm3d,ours]"
@@ -46,7 +56,7 @@ from bench.cli.common import (
     show_default=True,
     help="cells run in parallel (joblib loky processes)",
 )
-@threads_option("cores // jobs, per worker")
+@threads_option("the CPUs other processes leave free // jobs, per worker")
 @click.option(
     "--backend",
     type=click.Choice(["joblib", "dask"]),
@@ -82,10 +92,18 @@ from bench.cli.common import (
     "trained first if missing)",
 )
 @click.option("--force", is_flag=True, help="recompute finished cells instead of resuming")
+@click.option(
+    "--max-hours",
+    type=click.FloatRange(min=0, min_open=True),
+    default=MAX_HOURS,
+    show_default=True,
+    help="refuse, before anything runs, a run whose estimated solve time is longer",
+)
 @out_option()
 @results_option("results store (runs, checkpoints)")
 @seed_option("base seed of the per-image noise and initial latents")
 @progress_option
+@replace_option
 @handle_errors
 def run(
     table,
@@ -103,18 +121,20 @@ def run(
     weights,
     checkpoint,
     force,
+    max_hours,
     out,
     results_dir,
     seed,
     progress,
+    replace,
 ) -> None:
     """Run Table 1 (every method on every task, weights chosen by grid search) and write
-    reports/table1.md, reports/grid_search.png and Figures 3–6. Without --preset this is the
-    paper's full protocol (preset 'paper'). Rerunning resumes: finished cells are kept."""
-    from pathlib import Path
-
-    from bench import data, report, runner, train
-    from bench.config import DEFAULT_PRESET, get_preset
+    reports/table1.md, reports/grid_search.png and Figures 3–6, at the preset's sizes
+    (--preset paper is the paper's full protocol, GPU work). A run estimated longer than
+    --max-hours is refused before anything runs. Rerunning resumes: finished cells are kept."""
+    from bench import provenance as P
+    from bench import report, runner, train
+    from bench.config import get_preset
     from bench.errors import BenchError, CheckpointError
 
     if table is None:
@@ -126,9 +146,13 @@ def run(
             f"--table {table} is not run by `bench run`: use --table 1 "
             "(Table 2 is `bench ablation`)"
         )
-    p = get_preset(preset or DEFAULT_PRESET)
+    p = get_preset(preset)
     dev = resolve_device(device)
     plan = runner.plan_table1(p, methods, tasks, select_on, weights)
+    # refuse now, before training or solving, a reports folder made from another dataset or
+    # preset; the run's own id is checked as soon as it is known (check_run below)
+    targets = report.table1_paths(out)
+    P.check(targets, P.table1_source(None, dataset, p.name), replace, partial=True)
     if checkpoint is not None and not Path(checkpoint).is_file():
         raise CheckpointError(
             f"checkpoint {checkpoint} not found: pass an existing file to "
@@ -138,57 +162,14 @@ def run(
         raise BenchError("--scheduler is only used with --backend dask")
     if backend == "dask":
         runner.connect_dask(scheduler).close()
-
-    # what the console says is what will run: the images each stage really loads (a partial
-    # CelebA copy may hold fewer than the preset asks), the flow that will really solve (the
-    # checkpoint's width and architecture) and every method (BM3D too)
-    loaded = {
-        "test": len(
-            data.load_images(dataset, "test", data_root, limit=p.test_images, progress=progress)
-        )
-    }
-    if plan.grid_cells and plan.grid_stage == "select":
-        loaded["select"] = len(
-            data.load_images(dataset, "valid", data_root, limit=p.select_images, progress=progress)
-        )
-    plan = plan.with_images(**loaded)
-    ckpt = (
-        Path(checkpoint)
-        if checkpoint
-        else train.default_checkpoint_path(dataset, p.name, "coupling", results_dir)
-    )
-    flow_config, extra, source = None, "", "the preset's {flow}, to be trained"
-    if ckpt.is_file():
-        peek, peek_meta = train.load_checkpoint(ckpt, "cpu", arch="coupling")
-        flow_config = dict(peek.arch_config)
-        del peek
-        source = f"checkpoint {ckpt}'s {{flow}}"
-        if not checkpoint and not (peek_meta["complete"] and peek_meta["epochs"] >= p.epochs):
-            extra = (
-                f", plus finishing the flow's training first ({ckpt} holds "
-                f"{peek_meta['epochs']} of {p.epochs} epochs)"
-            )
     else:
-        extra = f", plus training the flow first (no checkpoint {ckpt})"
-    cfg = flow_config or {"arch": "coupling", "hidden": p.hidden}
+        # read before any work: the estimate and the workers use this same count
+        threads = resolve_threads(threads, jobs)
 
-    what = (
-        f"preset {p.name}"
-        if preset
-        else f"preset {p.name} (the paper's full protocol: no --preset given)"
+    inputs = _check_inputs(
+        plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress
     )
-    click.echo(f"Table 1 on {dataset}, {what}: {plan.describe()}, {p.iters} iterations each")
-    est = runner.estimate_seconds(
-        plan,
-        dev,
-        jobs=jobs if backend == "joblib" else 1,
-        threads=threads,
-        flow_config=flow_config,
-    )
-    click.echo(
-        f"estimated time on {dev}: {runner.format_duration(est)}{extra} "
-        f"(from {_estimate_basis(plan, cfg, source)})"
-    )
+    _say_estimate(inputs, dataset, dev, jobs if backend == "joblib" else 1, threads, max_hours)
 
     flow, meta = train.ensure_flow(
         p,
@@ -199,6 +180,7 @@ def run(
         results_dir=results_dir,
         progress=progress,
         log=click.echo,
+        replace=replace,
     )
     result = runner.run_table1(
         flow,
@@ -221,14 +203,22 @@ def run(
         command=command_line(),
         log=click.echo,
         threads=threads,
+        check_run=lambda run_id: P.check(
+            targets, P.table1_source(run_id, dataset, p.name), replace
+        ),
     )
+    source = P.table1_source(result.run_id, dataset, p.name)
     with lock_reports(out):
+        P.check(targets, source, replace)
         path = report.write_table1(result.run_dir, out)
+        P.record(targets, source)
     click.echo("")
     click.echo(report.console_table(result.run_dir))
+    n_all = len(result.computed) + len(result.reused)  # the cells the start line counted
     click.echo(
-        f"run {result.run_id}: {len(result.computed)} cell(s) computed, "
-        f"{len(result.reused)} reused, in {runner.format_duration(result.seconds)}"
+        f"run {result.run_id}: {len(result.computed)} of {n_all} cells computed, "
+        f"{len(result.reused)} finished before and reused, in "
+        f"{runner.format_duration(result.seconds)}"
     )
     for line in result.failed:
         click.echo(f"failed: {line}")
@@ -236,15 +226,95 @@ def run(
     click.echo(f"report: {path} (with {Path(out) / report.GRID_FILE} and Figures 3–6)")
 
 
-def _estimate_basis(plan, cfg: dict, source: str) -> str:
+def _check_inputs(plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress):
+    """Everything the run reads, checked before any estimate is printed: the images each
+    stage really loads (a partial CelebA copy may hold fewer than the preset asks: the plan
+    counts those), the checkpoint (readable, of this dataset; its width and architecture are
+    what the estimate times) or, when the flow must be trained first, the training images; and
+    which cells the run's store already holds (`runner.cell_status`)."""
+    from bench import runner, train
+
+    p = plan.preset
+    test, select = runner.stage_images(
+        dataset, data_root, p, plan.select_on, plan.weights, progress
+    )
+    loaded = {"test": len(test)} if select is None else {"test": len(test), "select": len(select)}
+    plan = plan.with_images(**loaded)
+    ckpt = (
+        Path(checkpoint)
+        if checkpoint
+        else train.default_checkpoint_path(dataset, p.name, "coupling", results_dir)
+    )
+    out = SimpleNamespace(plan=plan, flow_config=None, extra="")
+    out.source = "the preset's {flow}, to be trained"
+    ready = None  # the fingerprint of a flow that needs no training
+    if ckpt.is_file():
+        peek, meta = train.load_checkpoint(ckpt, "cpu", arch="coupling")
+        out.flow_config, out.source = dict(peek.arch_config), f"checkpoint {ckpt}'s {{flow}}"
+        if not checkpoint:
+            train.check_checkpoint_dataset(ckpt, meta, dataset)
+        if checkpoint or (meta["complete"] and meta["epochs"] >= p.epochs):
+            ready = meta["fingerprint"]
+        else:
+            out.extra = (
+                f", plus finishing the flow's training first ({ckpt} holds "
+                f"{meta['epochs']} of {p.epochs} epochs)"
+            )
+    else:
+        out.extra = f", plus training the flow first (no checkpoint {ckpt})"
+    if ready is None:  # a flow still to train: its images are checked now, its run is new
+        train.check_training_data(p, dataset, data_root, progress)
+        out.status = runner.cell_status(plan)
+    else:
+        run_dir = runner.run_dir_of(
+            results_dir, runner.run_key(plan, dataset, test, select, ready, seed, dev)
+        )
+        out.status = runner.cell_status(plan, run_dir, force)
+    return out
+
+
+def _say_estimate(inputs, dataset, dev, jobs, threads, max_hours) -> None:
+    """The plan, where its cells stand and the estimated time of those still to compute
+    (none: no estimate); an estimate over `max_hours` is refused (BenchError)."""
+    from bench import runner
+    from bench.config import DEFAULT_PRESET
+    from bench.errors import BenchError
+
+    plan, status = inputs.plan, inputs.status
+    p = plan.preset
+    click.echo(
+        f"Table 1 on {dataset}, preset {p.name}: {plan.describe()}, {p.iters} iterations each"
+    )
+    if not status.todo:
+        click.echo(
+            f"{len(status.finished)} of {status.total} cells finished: nothing to compute "
+            "(the reports are rebuilt from the stored cells)"
+        )
+        return
+    est = runner.estimate_seconds(
+        plan, dev, jobs=jobs, threads=threads, flow_config=inputs.flow_config, cells=status.todo
+    )
+    took = f"{runner.format_duration(est)} on {dev}"
+    if est > max_hours * 3600:
+        raise BenchError(
+            f"estimated {took} for the {len(status.todo)} cells to compute{inputs.extra}: "
+            f"more than --max-hours {max_hours:g}; use a smaller --preset (e.g. "
+            f"{DEFAULT_PRESET}) or a faster --device, or pass --max-hours "
+            f"{math.ceil(est / 3600)} to accept it"
+        )
+    cfg = inputs.flow_config or {"arch": "coupling", "hidden": p.hidden}
+    basis = _estimate_basis(plan, status.todo, cfg, inputs.source)
+    click.echo(f"{status.describe()}; estimated time: {took}{inputs.extra} (from {basis})")
+
+
+def _estimate_basis(plan, cells, cfg: dict, source: str) -> str:
     """What the estimate timed, in words: the flow that will run (`source` names it, with
     '{flow}' where its width and architecture go), and each method without a flow on one
-    image."""
+    image (of the methods of `cells`, those still to compute)."""
     from bench import methods as M
     from bench import runner
 
-    used = {c.method for c in plan.grid_cells + plan.fixed_cells}
-    used |= {m for m, _ in plan.to_select}
+    used = {c.method for c in cells}
     parts = []
     if any(M.get_method(m).needs_flow for m in used):
         flow = f"width-{cfg['hidden']} {cfg['arch']} flow"

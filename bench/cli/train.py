@@ -19,6 +19,7 @@ from bench.cli.common import (
     lock_reports,
     preset_option,
     progress_option,
+    replace_option,
     resolve_device,
     results_option,
     seed_option,
@@ -30,7 +31,7 @@ FIGURE1_FILE = "fig1_samples.png"
 
 
 @main.command()
-@preset_option("cpu")
+@preset_option()
 @data_options
 @click.option(
     "--arch", type=click.Choice(["coupling", "glow"]), default="coupling", show_default=True
@@ -54,11 +55,12 @@ FIGURE1_FILE = "fig1_samples.png"
     type=click.IntRange(min=1),
     default=None,
     help="stop every epoch after N batches; 1 reproduces the released code's training defect "
-    "(SPEC §8) [default: all batches]",
+    "(PROTOCOL §8) [default: all batches]",
 )
 @device_option
 @threads_option()
 @progress_option
+@replace_option
 @handle_errors
 def train(
     preset,
@@ -74,6 +76,7 @@ def train(
     device,
     threads,
     progress,
+    replace,
 ) -> None:
     """Train the paper's flow (Adam 1e-4, betas (0.5, 0.999), batch 32) with a preset's
     sizes; resumes from its checkpoint when rerun."""
@@ -97,6 +100,7 @@ def train(
         log=click.echo,
         batches_per_epoch=batches_per_epoch,
         progress=progress,
+        replace=replace,
     )
     m = result.meta
     click.echo(
@@ -111,7 +115,7 @@ def train(
     default=None,
     help="trained flow (default results/checkpoints/DATASET-PRESET-coupling.pt)",
 )
-@preset_option("cpu")
+@preset_option()
 @dataset_option
 @click.option(
     "--stds",
@@ -132,12 +136,14 @@ def train(
 @results_option("results folder (checkpoints/)")
 @device_option
 @threads_option()
+@replace_option
 @handle_errors
 def sample(
-    checkpoint, preset, dataset, stds, per_row, seed, out, results_dir, device, threads
+    checkpoint, preset, dataset, stds, per_row, seed, out, results_dir, device, threads, replace
 ) -> None:
     """Write Figure 1: a PNG grid of samples, one row per latent σ (the reports folder is
     locked while it is written: a second live writer is refused)."""
+    from bench import provenance as P
     from bench.errors import BenchError
     from bench.samples import sample_grid, write_figure1
     from bench.train import default_checkpoint_path, load_checkpoint
@@ -154,6 +160,12 @@ def sample(
     set_threads(threads)
     with lock_reports(target.parent):
         flow, meta = load_checkpoint(path, dev)
+        source = P.Source(
+            f"Figure 1 of the {meta['arch']} flow `{meta['fingerprint']}` ({meta['dataset']}, "
+            f"preset {meta['preset']}, {meta['epochs']} epochs)",
+            {"flow": meta["fingerprint"], "stds": std_list, "per_row": per_row, "seed": seed},
+        )
+        P.check([target], source, replace)
         grid = sample_grid(flow, std_list, per_row, seed)
         title = (
             f"Figure 1: {meta['arch']} flow, width {meta['hidden']}, {meta['num_params']:,} "
@@ -161,6 +173,7 @@ def sample(
             f"{_bpd(meta['val_bpd'])} bits/dim), seed {seed}\n{command_line()}"
         )
         written = write_figure1(grid, std_list, target, title)
+        P.record([written], source)
     click.echo(f"wrote {written}")
 
 

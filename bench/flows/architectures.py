@@ -1,4 +1,4 @@
-"""The two multi-scale architectures (SPEC §2 `coupling`, SPEC §3 `glow`) and their
+"""The two multi-scale architectures (PROTOCOL §2 `coupling`, PROTOCOL §3 `glow`) and their
 log-likelihood in bits per dimension of the 5-bit data."""
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ class MultiScaleFlow(FlowLayer):
 
     @torch.no_grad()
     def initialize(self, x: torch.Tensor) -> None:
-        """Data-dependent initialisation (SPEC §2) of every ActNorm not yet initialised, the
+        """Data-dependent initialisation (PROTOCOL §2) of every ActNorm not yet initialised, the
         ones inside the coupling networks included, from one batch `x` of shape (B, C, H, W)
         in model space [-1, 1): one forward pass on the straightforward path, so that each
         ActNorm sees the activations that the layers before it (initialised first) produce."""
@@ -177,7 +177,7 @@ def build_flow(
     size: int = config.IMAGE_SIZE,
     inv_mode: str = "cached",
 ) -> MultiScaleFlow:
-    """The paper's flows with SPEC defaults; `hidden`, `steps`, `splits`, `size` shrink them."""
+    """The paper's flows (PROTOCOL §2–3); `hidden`, `steps`, `splits`, `size` shrink them."""
     if arch == "coupling":
         steps = config.COUPLING_STEPS if steps is None else steps
         splits = config.COUPLING_SPLITS if splits is None else splits

@@ -1,5 +1,5 @@
 """Flow layers: squeeze, ActNorm, the paper's affine coupling and its networks, and the
-invertible 1×1 convolution in its three generation modes (SPEC §2–3).
+invertible 1×1 convolution in its three generation modes (PROTOCOL §2–3).
 
 All follow the contract of `bench.flows.base.FlowLayer`.
 
@@ -67,7 +67,7 @@ def reference_path(enabled: bool = True):
 @contextlib.contextmanager
 def data_initialization():
     """Inside the block, a forward pass initialises every ActNorm it meets that was not
-    initialised yet from the batch it sees (SPEC §2). Outside, ActNorms never change."""
+    initialised yet from the batch it sees (PROTOCOL §2). Outside, ActNorms never change."""
     global _DATA_INIT
     previous = _DATA_INIT
     _DATA_INIT = True
@@ -99,7 +99,7 @@ class Squeeze(FlowLayer):
 
 class ActNorm(FlowLayer):
     """Per-channel affine map `y = (x + loc) * exp(logs)` with data-dependent initialisation
-    (SPEC §2): the first batch seen inside `data_initialization()` (or passed to
+    (PROTOCOL §2): the first batch seen inside `data_initialization()` (or passed to
     `initialize`) gets zero mean and unit variance per channel. Before that the layer is the
     identity, and a forward pass outside `data_initialization()` never changes it."""
 
@@ -156,7 +156,7 @@ def _kernel_for(size: int) -> tuple[int, int, int]:
 
 
 class CouplingNet(nn.Module):
-    """conv → ActNorm → ReLU → conv (zero initialised) × exp(3·log_scale), SPEC §2.
+    """conv → ActNorm → ReLU → conv (zero initialised) × exp(3·log_scale), PROTOCOL §2.
 
     `forward` is the definition (output channels interleaved s, t, s, t, …); `scale_shift`
     returns (s, t) by the fast path of the module docstring (or by `forward` inside
@@ -342,7 +342,7 @@ class AffineCoupling(FlowLayer):
 
 
 class InvConv1x1(FlowLayer):
-    """Glow's invertible 1×1 convolution (SPEC §3), in one of three generation modes:
+    """Glow's invertible 1×1 convolution (PROTOCOL §3), in one of three generation modes:
 
     - `recompute`: the weight's inverse and log-determinant are recomputed at every
       generative call (the paper's setting);
