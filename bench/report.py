@@ -755,14 +755,26 @@ def write_grid_png(data: RunData | str | Path, path: str | Path) -> Path:
         ax.set_ylabel("mean PSNR (dB)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8)
-    fig.suptitle(
+    _fitted_suptitle(
+        fig,
         f"Grid search on the {STAGE_WORDS[stage]} (★ selected, × diverged"
         + (", ▲ +inf: an image restored exactly" if any_inf else "")
         + ") — "
         f"{man['dataset']}, preset {man['preset']['name']}",
-        fontsize=10,
     )
     return _save(fig, Path(path))
+
+
+def _fitted_suptitle(fig, title: str, fontsize: float = 10) -> None:
+    """`fig`'s title wrapped to its width (`bench.plots`), the figure made taller by the
+    lines it added (its constrained layout keeps the title clear of the axes)."""
+    from bench.plots import text_height_in, wrap_title
+
+    wrapped = wrap_title(fig, title, fontsize)
+    extra = text_height_in(fig, wrapped, fontsize) - text_height_in(fig, "Hg", fontsize)
+    if wrapped != title and extra > 0:
+        fig.set_size_inches(fig.get_figwidth(), fig.get_figheight() + extra)
+    fig.suptitle(wrapped, fontsize=fontsize)
 
 
 def grid_y(psnr, top: float | None = None) -> tuple[np.ndarray, float | None]:
@@ -845,11 +857,15 @@ def _mosaic(rows: list[tuple[str, np.ndarray | None]], n: int, title: str):
                 canvas[y : y + size, x : x + size] = _hwc(imgs[c])
             else:
                 canvas[y : y + size, x : x + size] = 200
+    from bench.plots import text_height_in, wrap_title
+
     tile_in = 0.85
     label_in = 1.3
     width = label_in + n * tile_in
-    height = len(rows) * tile_in + 0.45
-    fig = Figure(figsize=(width, height))
+    fig = Figure(figsize=(width, len(rows) * tile_in))
+    title = wrap_title(fig, title, 10)  # fits the width; its lines get the room they need
+    height = len(rows) * tile_in + max(0.45, 0.12 + text_height_in(fig, title, 10) + 0.1)
+    fig.set_size_inches(width, height)
     ax = fig.add_axes((label_in / width, 0.0, n * tile_in / width, len(rows) * tile_in / height))
     ax.imshow(canvas, interpolation="nearest")
     ax.set_axis_off()
