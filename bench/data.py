@@ -40,11 +40,11 @@ import torch
 import torchvision.transforms.functional as TF
 from PIL import Image, ImageOps
 from torchvision.transforms import InterpolationMode
-from tqdm.auto import tqdm
 
 from bench.atomic import atomic_write
 from bench.config import CELEBA_RANGES, CHANNELS, DATASETS, IMAGE_SIZE, N_BINS
 from bench.errors import BenchWarning, DataError, WriteError
+from bench.progress import bar as progress_bar
 
 logger = logging.getLogger(__name__)
 
@@ -600,7 +600,7 @@ def _decode_chunk(paths: Sequence[Path]) -> list[np.ndarray | str]:
 
 
 def _decode_all(paths: list[Path], desc: str, progress: bool) -> list[np.ndarray | str]:
-    bar = tqdm(total=len(paths), desc=desc, unit="img", disable=not progress, file=sys.stderr)
+    bar = progress_bar(total=len(paths), progress=progress, desc=desc, unit="img")
     out: list[np.ndarray | str] = []
     try:
         if len(paths) < PARALLEL_MIN or DECODE_JOBS <= 1:

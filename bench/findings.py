@@ -541,9 +541,9 @@ def realism(
     Intervals are Student-t 95% intervals of the mean over the draws (paired over σ)."""
     import pandas as pd
     import torch
-    from tqdm.auto import tqdm
 
     from bench.data import to_5bit
+    from bench.progress import bar as progress_bar
     from bench.samples import sample_grid
 
     if len(real) < 2 * n:
@@ -559,7 +559,7 @@ def realism(
     keys = ["real B", *stds]
     draws = []  # per draw: {key: (fd, hf ratio)}
     dropped: dict[float, int] = {}  # σ -> samples generated as NaN/inf over all draws
-    for r in tqdm(range(repeats), desc="realism draws", disable=not progress):
+    for r in progress_bar(range(repeats), progress=progress, desc="realism draws"):
         perm = rng.permutation(2 * n)
         set_a, set_b = real[perm[:n]], real[perm[n:]]
         pixels_a = flat(set_a)

@@ -1346,15 +1346,9 @@ def run_table1(
         wave1 = pending(plan.grid_cells + plan.fixed_cells)
         bar = None
         if progress:
-            from tqdm.auto import tqdm
+            from bench.progress import bar as progress_bar
 
-            bar = tqdm(
-                total=len(status.todo),
-                desc="Table 1 cells",
-                unit="cell",
-                file=sys.stderr,
-                dynamic_ncols=True,
-            )
+            bar = progress_bar(total=len(status.todo), desc="Table 1 cells", unit="cell")
 
         def run_wave(cells: list[Cell]) -> None:
             _execute(

@@ -96,13 +96,14 @@ def _keep(z, x, loss, z_keep, x_keep, loss_keep, diverged):
 
 def progress_hook(progress, iters: int):
     """Normalise a progress argument: None, a callable(iteration), an object with update(n)
-    (a tqdm bar), or True (a tqdm bar of our own). Returns (hook(t), close())."""
+    (a tqdm bar), or True (a bar of our own, `bench.progress.bar`: drawn only on a terminal).
+    Returns (hook(t), close())."""
     if progress is None or progress is False:
         return (lambda t: None), (lambda: None)
     if progress is True:
-        from tqdm.auto import tqdm
+        from bench.progress import bar as progress_bar
 
-        bar = tqdm(total=iters, desc="solve", unit="it", leave=False)
+        bar = progress_bar(total=iters, desc="solve", unit="it", leave=False)
         return (lambda t: bar.update(1)), bar.close
     if hasattr(progress, "update"):
         return (lambda t: progress.update(1)), (lambda: None)

@@ -23,7 +23,6 @@ import json
 import math
 import os
 import platform
-import sys
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime
@@ -290,7 +289,7 @@ def run_timing_ablation(
     weights, params, width, batch, iters, warmup, mean_ms, std_ms, median_ms, ms_per_image,
     ratio (to coupling, same section), gflop, max_abs_dx, max_abs_dlogdet (glow modes against
     `cached` on the same z), published_ms, published_std, published_params, times_ms (array)."""
-    from tqdm.auto import tqdm
+    from bench.progress import bar as progress_bar
 
     flows, metas = _load_flows(checkpoint, width, device)
     if flows:
@@ -309,14 +308,7 @@ def run_timing_ablation(
     rewarm = min(warmup, 1)
     per_config = warmup + iters + rewarm * (rounds - 1)
     n_calls = per_config * len(MEASUREMENTS) * len(SECTIONS) + warmup + iters
-    bar = tqdm(
-        total=n_calls,
-        desc="table 2",
-        unit="call",
-        disable=not progress,
-        file=sys.stderr,
-        dynamic_ncols=True,
-    )
+    bar = progress_bar(total=n_calls, progress=progress, desc="table 2", unit="call")
     rows = []
 
     def record(section, arch, mode, times, **extra):

@@ -10,6 +10,7 @@ import hashlib
 import math
 import pickle
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -335,6 +336,7 @@ def train(
     log=print,
     batches_per_epoch: int | None = None,
     replace: bool = False,
+    before_training: Callable[[], object] | None = None,
 ) -> TrainResult:
     """Train (or resume training) the preset's flow and save it atomically to `checkpoint`.
 
@@ -354,7 +356,10 @@ def train(
     released code (PROTOCOL §8: its loop stopped each epoch after the first batch).
 
     The history file of another training (other settings or files) is not replaced unless
-    `replace` (`bench.provenance`; BenchError naming both)."""
+    `replace` (`bench.provenance`; BenchError naming both).
+
+    `before_training` is called once every check has passed, just before the first batch
+    (`bench train` resolves `--threads auto` there: after any refusal, before the work)."""
     from bench import locks
 
     path = (
@@ -367,17 +372,16 @@ def train(
     with locks.holding(path, "bench train"):
         return _train_locked(
             preset, dataset, data_root, device, arch, path, seed, force, progress, log,
-            batches_per_epoch, replace,
+            batches_per_epoch, replace, before_training,
         )  # fmt: skip
 
 
 def _train_locked(
     preset, dataset, data_root, device, arch, path, seed, force, progress, log, batches_per_epoch,
-    replace=False,
+    replace=False, before_training=None,
 ) -> TrainResult:  # fmt: skip
-    from tqdm.auto import tqdm
-
     from bench.data import load_images, to_model
+    from bench.progress import bar as progress_bar
 
     train_set = load_images(
         dataset, "train", data_root, limit=preset.train_images, progress=progress
@@ -487,6 +491,8 @@ def _train_locked(
             f"training diverged at epoch {epoch + 1}, batch {batch}: {what}; {good}"
         )
 
+    if before_training is not None:
+        before_training()
     if epoch == 0 and step == 0:  # a fresh flow (a resumed one keeps its initialisation)
         g = torch.Generator().manual_seed(seed)
         first = _batches(len(x_all), config.TRAIN_BATCH, 0, seed)[0]
@@ -501,13 +507,12 @@ def _train_locked(
             g = torch.Generator().manual_seed(seed * 7919 + epoch)
             for _ in range(step):  # keep the dequantization stream aligned on resume
                 torch.rand((config.TRAIN_BATCH, *x_all.shape[1:]), generator=g)
-            bar = tqdm(
+            bar = progress_bar(
                 total=n_batches,
+                progress=progress,
                 initial=step,
                 desc=f"epoch {epoch + 1}/{preset.epochs}",
-                disable=not progress,
                 unit="batch",
-                dynamic_ncols=True,
             )
             t0, seen = time.time(), 0
             while step < n_batches:

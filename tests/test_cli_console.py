@@ -90,7 +90,7 @@ def test_run_prints_the_images_loaded_and_times_the_checkpoints_flow(
     (args_, kw) = timed[0]
     assert kw["flow_config"]["hidden"] == 8 and kw["flow_config"]["arch"] == "coupling"
     assert f"checkpoint {width8_checkpoint}'s width-8 coupling flow" in result.output
-    assert "3 cell(s) computed" in result.output
+    assert "3 of 3 cells computed" in result.output
     rows = runner.read_cells(next((tmp_path / "res" / "runs").iterdir()))
     assert sorted(rows.groupby("stage").size().items()) == [("select", 4), ("test", 1)]
 

@@ -37,7 +37,9 @@ def test_sample_refuses_a_flow_that_generates_nan(tmp_path):
                 p.fill_(3e38)  # finite weights whose generation overflows
     path = tmp_path / "big.pt"
     torch.save({"arch_config": flow.arch_config, "model": flow.state_dict()}, path)
-    res = invoke(["sample", "--checkpoint", str(path), "--out", str(tmp_path / "f.png")])
+    res = invoke(  # (--threads 1: an auto count is announced on stderr once the work starts)
+        ["sample", "--checkpoint", str(path), "--out", str(tmp_path / "f.png"), "--threads", "1"]
+    )
     one_line_error(res, "generates NaN or inf")
     assert not (tmp_path / "f.png").exists()
 

@@ -54,16 +54,20 @@ def _compare_runs(clone: Path) -> tuple[str, str] | None:
     return None
 
 
-def test_the_newcomer_path_leaves_the_committed_files_untouched(clone, tmp_path):
+def test_the_newcomer_path_leaves_the_committed_files_untouched(clone, tmp_path, monkeypatch):
     refused = []
 
+    def run(args):
+        monkeypatch.setattr("sys.argv", ["bench", *args])  # the command reports record
+        return invoke(args)
+
     def refuses(args, *why):
-        r = invoke(args)
+        r = run(args)
         one_line_error(r, "--replace", *why)
         refused.append(args[0])
 
     def works(args):
-        r = invoke(args)
+        r = run(args)
         assert r.exit_code == 0, f"bench {' '.join(args)}: {r.output}"
 
     works(_quick_start(tmp_path))  # writes outside the checkout

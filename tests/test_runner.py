@@ -396,12 +396,14 @@ def test_cli_run_then_report(flow, tmp_path, monkeypatch):
     first = invoke(args)
     assert first.exit_code == 0, first.output
     assert "4 cells (2 grid cells on 4 valid images, 2 test cells on 4 test images)" in first.output
-    assert "estimated time on cpu" in first.output
-    assert "| Ours |" in first.output and "4 cell(s) computed, 0 reused" in first.output
+    assert "0 of 4 cells finished, 4 to compute; estimated time: " in first.output
+    assert "| Ours |" in first.output
+    assert "4 of 4 cells computed, 0 finished before and reused" in first.output
     for name in ("table1.md", "grid_search.png", "fig3_denoising.png"):
         assert (out / name).is_file()
     second = invoke(args)
-    assert second.exit_code == 0 and "0 cell(s) computed, 4 reused" in second.output
+    assert second.exit_code == 0, second.output
+    assert "0 of 4 cells computed, 4 finished before and reused" in second.output
     rebuilt = invoke(["report", "--results", str(results), "--out", str(tmp_path / "r2")])
     assert rebuilt.exit_code == 0, rebuilt.output
     assert (tmp_path / "r2" / "table1.md").is_file()

@@ -155,7 +155,10 @@ def test_threads_accepts_a_count_or_auto():
 def _fake_train(monkeypatch, seen):
     from bench import train
 
-    def fake(*args, **kw):
+    def fake(*args, before_training=None, **kw):
+        seen["before"] = torch.get_num_threads()  # what checks and refusals ran with
+        if before_training is not None:
+            before_training()
         seen["threads"] = torch.get_num_threads()
         meta = {"path": "x.pt", "num_params": 1, "epochs": 1, "val_bpd": 1.0, "fingerprint": "f"}
         return types.SimpleNamespace(meta=meta)
@@ -171,7 +174,7 @@ def test_train_applies_the_auto_count_and_says_why(fake_machine, monkeypatch, tm
     torch.set_num_threads(2)
     r = invoke(base)
     assert r.exit_code == 0, r.output
-    assert seen["threads"] == 1
+    assert seen["threads"] == 1 and seen["before"] == 2  # read just before the first batch
     assert r.stderr.splitlines() == [
         "threads: 1 of 2 CPUs (1.0 busy with other processes; --threads N to choose)"
     ]

@@ -122,8 +122,8 @@ def test_a_failure_mid_run_keeps_finished_cells_and_the_rerun_resumes(
     monkeypatch.setattr(atomic.os, "replace", real)
     again = invoke(run_args(results, out))
     assert again.exit_code == 0, again.output
-    assert "1 finished cell(s) found" in again.output + again.stderr
-    assert "1 cell(s) computed, 1 reused" in again.output
+    assert "1 of 2 cells finished, 1 to compute" in again.output + again.stderr
+    assert "1 of 2 cells computed, 1 finished before and reused" in again.output
 
 
 @pytest.mark.parametrize("code", list(CODES))

@@ -17,6 +17,7 @@ from bench.cli.common import (
     lock_results,
     out_option,
     progress_option,
+    replace_option,
     resolve_device,
     results_option,
     seed_option,
@@ -91,6 +92,7 @@ _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light 
 @results_option("results folder (timing.csv: raw per-iteration times; timing_summary.csv)")
 @seed_option("seed of the untrained flows' weights and of the latents")
 @progress_option
+@replace_option
 @handle_errors
 def ablation(
     timing,
@@ -108,6 +110,7 @@ def ablation(
     seed,
     progress,
     allow_busy,
+    replace,
 ):
     """Table 2: time generation (z → x) and one solver iteration of the coupling and glow
     flows at the same width; glow with its 1×1 convolutions' inverse recomputed at every call
@@ -115,17 +118,25 @@ def ablation(
     both locked from the start (a second live writer is refused). Needs no data."""
     if not timing:
         raise BenchError("nothing to do: pass --timing (`bench ablation --timing`)")
+    from bench import provenance as P
     from bench import timing as tm
 
     dev = resolve_device(device)
     opts = tm.resolve_timing_options(
         preset, width, batch, iters, warmup, from_checkpoint=bool(checkpoint)
     )
-    busy = _busy_before(allow_busy)
+    # refuse, before timing anything, results or a Table 2 of another setting or device
+    targets = [Path(out) / tm.TABLE2_FILE, *tm.timing_paths(results_dir)]
+    facts = tm.timing_meta(
+        dev, opts.width, opts.batch, opts.iters, opts.warmup, "", preset=preset,
+        checkpoint=list(checkpoint) or None,
+    )  # fmt: skip
+    P.check(targets, P.timing_source(facts), replace, "--out DIR and --results DIR", partial=True)
     with lock_results(Path(results_dir) / "timing.csv"), lock_reports(out):
+        busy = _busy_before(allow_busy)  # (a live writer's refusal first: it is the cause)
         text, written = _time_and_write(
             tm, opts, dev, threads, checkpoint, progress, rounds, seed, preset, out, results_dir,
-            busy,
+            busy, replace, targets,
         )  # fmt: skip
     click.echo(text)
     path, *files = written
@@ -174,8 +185,9 @@ def _busy_after(mark, busy: dict) -> tuple[float | None, str | None]:
 
 
 def _time_and_write(
-    tm, opts, dev, threads, checkpoint, progress, rounds, seed, preset, out, results_dir, busy
-):
+    tm, opts, dev, threads, checkpoint, progress, rounds, seed, preset, out, results_dir, busy,
+    replace, targets,
+):  # fmt: skip
     import os
 
     from bench import machine
@@ -209,9 +221,13 @@ def _time_and_write(
     )
     meta.update(busy_start=busy["busy"], busy_during=during, busy_note=note)
     text = tm.format_table2(df, meta)
+    from bench import provenance as P
     from bench.atomic import all_or_nothing
 
+    source = P.timing_source(meta)
+    P.check(targets, source, replace, "--out DIR and --results DIR")
     with all_or_nothing():  # raw times, summary, header and table2.md together, or none
         files = tm.write_timings(df, meta, results_dir)
         path = tm.write_table2(df, meta, out)
+    P.record(targets, source)
     return text, [path, *files]

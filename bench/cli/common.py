@@ -5,7 +5,7 @@ defaulted and described the same everywhere:
 
 | option | commands |
 |---|---|
-| `--device` | every command that computes (all but `info` and `report`) |
+| `--device` | every command that computes (all but `info`, `report` and `compare`) |
 | `--progress/--no-progress` | those with progress bars: train, run, findings, ablation |
 | `--threads` | those that compute: train, sample, run, findings, ablation, perf (default auto:
   the CPUs other processes leave free, `bench.machine`, announced in one line on stderr) |

@@ -81,10 +81,9 @@ def findings(
         held.enter_context(lock_reports(out))
         if realism:
             held.enter_context(lock_results(Path(results_dir) / F.REALISM_FILE))
-            set_threads(threads)
             _realism(
                 run_dir, results_dir, checkpoint, data_root, samples, seed, progress, device,
-                replace, claims,
+                replace, claims, threads,
             )  # fmt: skip
         claims_src = F.claims_source(run_dir, results_dir)
         P.check([claims], claims_src, replace)
@@ -95,8 +94,9 @@ def findings(
 
 
 def _realism(
-    run_dir, results_dir, checkpoint, data_root, samples, seed, progress, device, replace, claims
-):
+    run_dir, results_dir, checkpoint, data_root, samples, seed, progress, device, replace, claims,
+    threads=None,
+):  # fmt: skip
     """Figure 1's realism proxy from the run's flow, stored in RESULTS/realism.csv; refused
     before computing when it would replace a realism result of another flow or setting (or
     claims.md of another source)."""
@@ -117,6 +117,11 @@ def _realism(
     n = samples or F.REALISM_SAMPLES
     flow, meta = load_checkpoint(ckpt, resolve_device(device))
     flow.requires_grad_(False)
+    targets = F.realism_paths(results_dir)
+    # refuse a realism result of another flow or setting before reading images or sampling
+    known = {"model": model_line(meta), "real": None, "n": n, "seed": seed,
+             "repeats": F.REALISM_REPEATS, "components": F.REALISM_COMPONENTS}  # fmt: skip
+    P.check(targets, P.realism_source(known), replace, option="--results DIR", partial=True)
     real = data.load_images(man["dataset"], "valid", data_root, limit=2 * n, progress=progress)
     facts = {
         "model": model_line(meta),
@@ -127,10 +132,10 @@ def _realism(
         "components": F.REALISM_COMPONENTS,
     }
     source = P.realism_source(facts)
-    targets = F.realism_paths(results_dir)
     P.check(targets, source, replace, option="--results DIR")
     # the claims this realism result feeds must be writable too: refuse before computing
     P.check([claims], F.claims_source(run_dir, results_dir, realism=source), replace)
+    set_threads(threads)  # after every refusal, before the work
     df = F.realism(flow, real.images.numpy(), n=n, seed=seed, progress=progress)
     facts.update(command=command_line(), nonfinite=df.attrs.get("nonfinite", {}))
     # what claims.md needs to tell a smoke flow (findings.flow_shortfalls)

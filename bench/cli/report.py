@@ -19,11 +19,13 @@ from bench.cli.common import (
 @replace_option
 @handle_errors
 def report(results_dir, out, run_id, replace) -> None:
-    """Rebuild every report from stored results, identically and without solving:
-    reports/table1.md with grid_search.png and Figures 3–6 (from a stored Table 1 run, default
-    the latest), table2.md (from RESULTS/timing*, when `bench ablation --timing` stored one)
-    and claims.md (`bench findings`). The reports folder is locked meanwhile: a second live
-    writer of it is refused."""
+    """Rebuild Table 1, Table 2 and the claims from stored results, identically and without
+    solving: OUT/table1.md with grid_search.png and Figures 3–6 (from the stored Table 1 run
+    that --run names), table2.md (from RESULTS/timing*, when `bench ablation --timing` stored
+    one) and claims.md (as `bench findings` writes it). Not rebuilt here: perf.md (`bench perf`
+    measures it anew) and Figure 1, fig1_samples.png (`bench sample` draws it from a
+    checkpoint). The reports folder is locked meanwhile: a second live writer of it is
+    refused."""
     from pathlib import Path
 
     from bench import findings

@@ -95,6 +95,7 @@ MAX_HOURS = 24.0
 @click.option(
     "--max-hours",
     type=click.FloatRange(min=0, min_open=True),
+    metavar="HOURS",
     default=MAX_HOURS,
     show_default=True,
     help="refuse, before anything runs, a run whose estimated solve time is longer",
@@ -162,13 +163,13 @@ def run(
         raise BenchError("--scheduler is only used with --backend dask")
     if backend == "dask":
         runner.connect_dask(scheduler).close()
-    else:
-        # read before any work: the estimate and the workers use this same count
-        threads = resolve_threads(threads, jobs)
 
     inputs = _check_inputs(
         plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress
     )
+    if backend == "joblib":
+        # after every refusal, before the work: the estimate and the workers use this count
+        threads = resolve_threads(threads, jobs)
     _say_estimate(inputs, dataset, dev, jobs if backend == "joblib" else 1, threads, max_hours)
 
     flow, meta = train.ensure_flow(

@@ -86,7 +86,8 @@ def train(
     p = get_preset(preset)
     if epochs is not None:
         p = p.with_(epochs=epochs)
-    set_threads(threads)
+    if threads is not None:
+        set_threads(threads)
     result = run_train(
         p,
         dataset,
@@ -101,6 +102,8 @@ def train(
         batches_per_epoch=batches_per_epoch,
         progress=progress,
         replace=replace,
+        # auto: read just before the first batch, after any refusal (which stays one line)
+        before_training=None if threads is not None else lambda: set_threads(None),
     )
     m = result.meta
     click.echo(
@@ -157,7 +160,6 @@ def sample(
     target = Path(out) if Path(out).suffix.lower() == ".png" else Path(out) / FIGURE1_FILE
     path = checkpoint or default_checkpoint_path(dataset, preset, "coupling", results_dir)
     dev = resolve_device(device)
-    set_threads(threads)
     with lock_reports(target.parent):
         flow, meta = load_checkpoint(path, dev)
         source = P.Source(
@@ -166,6 +168,7 @@ def sample(
             {"flow": meta["fingerprint"], "stds": std_list, "per_row": per_row, "seed": seed},
         )
         P.check([target], source, replace)
+        set_threads(threads)  # after every refusal, before the work
         grid = sample_grid(flow, std_list, per_row, seed)
         title = (
             f"Figure 1: {meta['arch']} flow, width {meta['hidden']}, {meta['num_params']:,} "
