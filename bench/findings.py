@@ -1276,10 +1276,8 @@ def claims_source(run_dir: str | Path, results_dir: str | Path = "results", real
 
     results_dir = Path(results_dir)
     timing = None
-    if (results_dir / "timing.csv").is_file():
-        from bench.timing import load_timings
-
-        timing = P.timing_source(load_timings(results_dir)[1])
+    if (results_dir / "timing.csv").is_file():  # what claims.md quotes: timing_results
+        timing = P.timing_source(timing_results(results_dir)[1])
     if realism is None and (results_dir / REALISM_FILE).is_file():
         realism = P.realism_source(load_realism(results_dir)[1])
     return P.claims_source(P.run_source(read_manifest(run_dir)), timing, realism)

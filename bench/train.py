@@ -413,11 +413,13 @@ def _train_locked(
         "training files (--data-root)": train_set.fingerprint,
         "--batches-per-epoch": batches_per_epoch,
     }
-    # the history beside the checkpoint is a committed result: never replace one made from
-    # another training without --replace (checked before the first epoch)
     source = training_source(wanted, f"{arch} flow, width {preset.hidden}, {train_set.label}")
-    P.check([history_path(path)], source, replace, option="--results DIR (or --checkpoint)")
-    if path.exists() and not force:
+    if force or not path.exists():
+        # the history beside the checkpoint may be a committed result: a fresh training never
+        # replaces one made from another training without --replace (a resumed checkpoint's
+        # own history is checked by _check_resume's identity)
+        P.check([history_path(path)], source, replace, option="--results DIR (or --checkpoint)")
+    else:
         ckpt = _read(path)
         _check_resume(path, ckpt, {**wanted, "training files label": train_set.label})
         if ckpt["arch_config"] != flow.arch_config:

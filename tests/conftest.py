@@ -117,11 +117,15 @@ def invoke(args):
     return CliRunner().invoke(main, args, catch_exceptions=False)
 
 
+INFO_LINES = ("threads: ",)  # what a command may say on stderr before it starts working
+
+
 def one_line_error(result, *matches):
     """The command exited 2 with exactly one line on stderr, `error: ...`, containing each of
-    `matches`."""
+    `matches` (besides the informational lines a command prints before working, INFO_LINES,
+    e.g. the thread count it chose on a busy machine)."""
     assert result.exit_code == 2, result.output
-    lines = result.stderr.strip().splitlines()
+    lines = [x for x in result.stderr.strip().splitlines() if not x.startswith(INFO_LINES)]
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     for m in matches:
         assert m in lines[0], lines[0]

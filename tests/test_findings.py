@@ -167,10 +167,12 @@ def test_claims_md_is_rebuilt_identically_and_states_its_sources(stored, tmp_pat
     ).to_csv(results / "timing.csv", index=False)
     (results / "timing_meta.json").write_text('{"command": "bench ablation --timing --x"}')
     one = findings.write_claims(res.run_dir, results, tmp_path / "a").read_text()
-    two = findings.write_claims(res.run_dir, results, tmp_path / "b").read_text()
+    two = findings.write_claims(res.run_dir, results, tmp_path / "a").read_text()
     assert one == two
     assert "- **Run command**: `bench run --findings-test`" in one
-    assert f"`bench findings --run {res.run_id}`" in one
+    # its rebuild command names the folders it was made from and written to
+    rebuild = f"`bench findings --run {res.run_id} --results {results} --out {tmp_path / 'a'}`"
+    assert rebuild in one
     assert "| the solver beats CSGM (denoising, deblurring, inpainting) |" in one
     assert "| denoising +" in one or "| denoising -" in one  # key numbers in the summary
     assert "glow (recompute)" in one and "`bench ablation --timing --x`" in one

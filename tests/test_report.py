@@ -73,7 +73,8 @@ def test_table1_header_states_data_preset_model_command_date_device(stored):
     assert "coupling flow, width 8" in md and f"{flow_params():,} parameters" in md
     assert "fingerprint `feedc0ffee12`" in md and "4.987 bits/dim" in md
     assert "- **Run command**: `bench run --test`" in md
-    assert f"- **Rebuild**: `bench report --run {man['run_id']}`" in md
+    rebuild = f"bench report --run {man['run_id']} --results {res.run_dir.parent.parent} --out {out}"
+    assert f"- **Rebuild**: `{rebuild}`" in md
     assert "- **Device**: cpu (" in md
 
 
@@ -121,9 +122,9 @@ def test_pngs_are_written(stored):
     assert not (out / "fig4_deblurring.png").exists()  # deblurring was not run
 
 
-def test_rebuilding_gives_the_same_report(stored, tmp_path):
-    res, _, md = stored
-    again = report.write_table1(res.run_dir, tmp_path).read_text()
+def test_rebuilding_gives_the_same_report(stored):
+    res, out, md = stored
+    again = report.write_table1(res.run_dir, out).read_text()
     assert again == md  # byte for byte: no timestamp, no command of the rebuild
 
 

@@ -144,7 +144,7 @@ def test_bench_train_into_an_unwritable_folder(tmp_path, monkeypatch):
     res = invoke(
         [
             "train", "--preset", "smoke", "--dataset", "builtin", "--checkpoint", str(ckpt),
-            "--no-progress",
+            "--no-progress", "--threads", "1",  # (auto announces its count as training starts)
         ]
     )  # fmt: skip
     one_line_error(res, str(ckpt), "read-only")
@@ -179,7 +179,8 @@ def test_a_report_set_that_runs_out_of_space_half_way_stays_whole(
     results, out = tmp_path / "results", tmp_path / "out"
     assert invoke(run_args(results, out)).exit_code == 0  # run A (seed 0)
     [run_a] = runner.list_runs(results)
-    assert invoke(run_args(results, out) + ["--seed", "1"]).exit_code == 0  # run B: reports
+    # run B's reports replace A's (--replace: they come from another run)
+    assert invoke(run_args(results, out) + ["--seed", "1", "--replace"]).exit_code == 0
     before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     real = tempfile.mkstemp
     calls = {"n": 0}
@@ -192,7 +193,8 @@ def test_a_report_set_that_runs_out_of_space_half_way_stays_whole(
         return real(*a, **kw)
 
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    res = invoke(["report", "--results", str(results), "--out", str(out), "--run", run_a.name])
+    args = ["report", "--results", str(results), "--out", str(out), "--run", run_a.name]
+    res = invoke([*args, "--replace"])
     one_line_error(res, "no space left")
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert after == before
