@@ -835,6 +835,38 @@ CMP_HEADER = [
 ]
 
 
+def sources_line(man: dict, results_dir: str | Path) -> str:
+    """claims.md's header line naming where each part comes from, so that a report mixing
+    sources says so: the Table 1 claims from this run; Figure 1's from the realism results
+    (this run's flow, or plainly another); Table 2's from a timing (its preset against the
+    run's)."""
+    results_dir = Path(results_dir)
+    run_model = man.get("model") or {}
+    run_preset = (man.get("preset") or {}).get("name")
+    parts = [f"Table 1 claims: this run (`{man.get('run_id')}`)"]
+    df, meta = load_realism(results_dir)
+    if df is not None:
+        flow = _realism_flow(meta, run_model)
+        fp = (flow or {}).get("fingerprint")
+        if fp and fp == run_model.get("fingerprint"):
+            parts.append(f"Figure 1: {results_dir / REALISM_FILE}, from this run's flow `{fp}`")
+        else:
+            parts.append(
+                f"Figure 1: {results_dir / REALISM_FILE}, from **another flow than this run's** "
+                f"({str(meta.get('model', '?')).split(', trained on')[0]})"
+            )
+    rows, tmeta = timing_results(results_dir)
+    if rows:
+        preset = tmeta.get("preset")
+        note = "" if preset == run_preset else f", not this run's preset `{run_preset}`"
+        parts.append(
+            f"Table 2: {results_dir / 'timing.csv'}, timing preset `{preset}`{note} (width "
+            f"{tmeta.get('width')}, batch {tmeta.get('batch')}, {tmeta.get('device')}), "
+            "measured apart from this run: generation cost does not depend on its images"
+        )
+    return "- **Sources**: " + "; ".join(parts)
+
+
 def _realism_flow(meta: dict, run_model: dict | None) -> dict | None:
     """The flow the realism proxy sampled: as its meta records it, else the run's own flow
     when the meta's model line names the run's fingerprint; None when unknown."""
@@ -1148,6 +1180,7 @@ def render_claims(data, results_dir: str | Path, out_dir: str | Path | None = No
         f"{rebuild_options(results_dir, out_dir)}` rewrites this file from the stored results "
         f"(and {results_dir / REALISM_FILE}, {results_dir / 'timing*.csv'}), identically, "
         "without solving",
+        sources_line(man, results_dir),
         "",
         "Differences are paired per image (same test image, same noisy measurement) between "
         "the two methods' reported cells: mean a − b with the Student-t 95% interval, and the "

@@ -395,3 +395,26 @@ def test_timing_verdict_says_what_it_measured(tmp_path, meta, verdict):
         f"configuration, timing preset {meta['preset']}"
     )
     assert f"Measured at {evidence}: **{verdict}**." in lines[-1]
+
+
+def test_the_header_names_each_source_and_flags_another_flow_or_preset(tmp_path):
+    """A claims.md that mixes sources says so: realism from another flow than the run's, a
+    timing of another preset than the run's."""
+    man = {"run_id": "celeba-cpu-x", "model": {**TRAINED, "fingerprint": "abc123"},
+           "preset": {"name": "cpu"}}  # fmt: skip
+    model = "coupling flow, width 128, fingerprint `zzz999`, validation 2.8 bits/dim"
+    _realism_files(tmp_path, (32.0, 35.0, 38.0), meta={"n": 500, "model": model})
+    pd.DataFrame(
+        {"section": "generation", "arch": ["coupling", "glow"], "mode": ["", "recompute"],
+         "iteration": [0, 0], "ms": [10.0, 25.0]}
+    ).to_csv(tmp_path / "timing.csv", index=False)  # fmt: skip
+    (tmp_path / "timing_meta.json").write_text(json.dumps({"preset": "smoke", "width": 8}))
+    line = findings.sources_line(man, tmp_path)
+    assert (
+        "**another flow than this run's** (coupling flow, width 128, fingerprint `zzz999`" in line
+    )
+    assert "timing preset `smoke`, not this run's preset `cpu`" in line
+    _realism_files(
+        tmp_path, (32.0, 35.0, 38.0), meta={"n": 500, "model": model.replace("zzz999", "abc123")}
+    )
+    assert "from this run's flow `abc123`" in findings.sources_line(man, tmp_path)

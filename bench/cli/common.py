@@ -6,11 +6,14 @@ defaulted and described the same everywhere:
 | option | commands |
 |---|---|
 | `--device` | every command that computes (all but `info`, `report` and `compare`) |
-| `--progress/--no-progress` | those with progress bars: train, run, findings, ablation |
+| `--progress/--no-progress` | those with progress bars: train, run, findings, ablation
+  (drawn only when stderr is a terminal: `bench.progress`) |
 | `--threads` | those that compute: train, sample, run, findings, ablation, perf (default auto:
   the CPUs other processes leave free, `bench.machine`, announced in one line on stderr) |
 | `--results`, `--out` | those that write results / reports (`--out`: the reports folder) |
 | `--seed` | those that draw random numbers: train, sample, run, findings, ablation |
+| `--preset` | train, sample, run, ablation: default `bench.config.DEFAULT_PRESET` (cpu);
+  perf has presets of its own |
 | `--dataset`, `--data-root` | those that read images (findings: `--data-root` only; sample:
   `--dataset` only, which names its default checkpoint) |
 

@@ -138,15 +138,7 @@ def run(
     from bench.config import get_preset
     from bench.errors import BenchError, CheckpointError
 
-    if table is None:
-        raise BenchError(
-            "bench run needs --table 1 (Table 1 and Figures 3–6); Table 2 is `bench ablation`"
-        )
-    if str(table).strip() != "1":
-        raise BenchError(
-            f"--table {table} is not run by `bench run`: use --table 1 "
-            "(Table 2 is `bench ablation`)"
-        )
+    _check_table(table)
     p = get_preset(preset)
     dev = resolve_device(device)
     plan = runner.plan_table1(p, methods, tasks, select_on, weights)
@@ -213,9 +205,31 @@ def run(
         P.check(targets, source, replace)
         path = report.write_table1(result.run_dir, out)
         P.record(targets, source)
+    _say_done(result, path, out)
+
+
+def _check_table(table) -> None:
+    from bench.errors import BenchError
+
+    if table is None:
+        raise BenchError(
+            "bench run needs --table 1 (Table 1 and Figures 3–6); Table 2 is `bench ablation`"
+        )
+    if str(table).strip() != "1":
+        raise BenchError(
+            f"--table {table} is not run by `bench run`: use --table 1 "
+            "(Table 2 is `bench ablation`)"
+        )
+
+
+def _say_done(result, path, out) -> None:
+    """The table, and what the run did: its cells counted as the start line counted them
+    (`runner.cell_status`: computed now + finished before = every cell of the run)."""
+    from bench import report, runner
+
     click.echo("")
     click.echo(report.console_table(result.run_dir))
-    n_all = len(result.computed) + len(result.reused)  # the cells the start line counted
+    n_all = len(result.computed) + len(result.reused)
     click.echo(
         f"run {result.run_id}: {len(result.computed)} of {n_all} cells computed, "
         f"{len(result.reused)} finished before and reused, in "
