@@ -73,7 +73,9 @@ def test_table1_header_states_data_preset_model_command_date_device(stored):
     assert "coupling flow, width 8" in md and f"{flow_params():,} parameters" in md
     assert "fingerprint `feedc0ffee12`" in md and "4.987 bits/dim" in md
     assert "- **Run command**: `bench run --test`" in md
-    rebuild = f"bench report --run {man['run_id']} --results {res.run_dir.parent.parent} --out {out}"
+    rebuild = (
+        f"bench report --run {man['run_id']} --results {res.run_dir.parent.parent} --out {out}"
+    )
     assert f"- **Rebuild**: `{rebuild}`" in md
     assert "- **Device**: cpu (" in md
 
