@@ -49,6 +49,7 @@ def fake_machine(monkeypatch):
         (2, 0.0, 1, 2),  # idle: every CPU
         (2, 0.3, 1, 2),  # a little background work: still every CPU
         (2, 0.6, 1, 1),  # more than half a core taken: give it up
+        (4, 1.5, 1, 3),  # exactly half a core free counts as free (rounded half up)
         (2, 3.5, 1, 1),  # over-busy: never fewer than one
         (2, None, 1, 2),  # unreadable: counted as idle
         (4, 0.0, 2, 2),  # free // jobs per worker
@@ -238,6 +239,7 @@ def test_ablation_refuses_a_busy_machine(fake_machine, monkeypatch, tmp_path):
     fake_machine.update(cpus=2, busy=1.0)
     r = _ablation(tmp_path)
     one_line_error(r, "busy", "1.0 of 2 CPUs", "load", "--allow-busy")
+    assert len(r.stderr.strip().splitlines()) == 1  # refused before choosing threads
     assert not (tmp_path / "rep" / "table2.md").exists()
     assert not (tmp_path / "res" / "timing.csv").exists()
 
