@@ -68,6 +68,15 @@ def tiny_flow(seed: int = 0):
     return flow.eval()
 
 
+@pytest.fixture
+def width8_checkpoint(tmp_path):
+    """A width-8 coupling flow's checkpoint (`tiny_flow`; the smoke preset's width is 16)."""
+    flow = tiny_flow()
+    path = tmp_path / "flow8.pt"
+    torch.save({"arch_config": flow.arch_config, "model": flow.state_dict()}, path)
+    return path
+
+
 @pytest.fixture(autouse=True)
 def _torch_seed():
     torch.manual_seed(0)

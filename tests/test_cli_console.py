@@ -39,15 +39,6 @@ def small_celeba(tmp_path):
     return root
 
 
-@pytest.fixture
-def width8_checkpoint(tmp_path):
-    """A width-8 coupling flow's checkpoint (the smoke preset's width is 16)."""
-    flow = tiny_flow()
-    path = tmp_path / "flow8.pt"
-    torch.save({"arch_config": flow.arch_config, "model": flow.state_dict()}, path)
-    return path
-
-
 # ---- the plan line --------------------------------------------------------------------------
 def test_plan_counts_the_images_actually_loaded():
     plan = runner.plan_table1(SMOKE, "ours", "denoising")

@@ -23,11 +23,8 @@ RUN += ["--tasks", "denoising", "--device", "cpu", "--threads", "1", "--no-progr
 
 
 @pytest.fixture
-def ckpt(tmp_path):
-    flow = tiny_flow()
-    path = tmp_path / "flow8.pt"
-    torch.save({"arch_config": flow.arch_config, "model": flow.state_dict()}, path)
-    return path
+def ckpt(width8_checkpoint):
+    return width8_checkpoint
 
 
 @pytest.fixture
