@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,7 +29,7 @@ import numpy as np
 from bench import config
 from bench.atomic import all_or_nothing, atomic_write_text
 from bench.metrics import mean_ci
-from bench.provenance import rebuild_options
+from bench.provenance import as_given, rebuild_options
 from bench.report import md_table
 
 CONFIDENCE = 0.95
@@ -849,10 +850,13 @@ def sources_line(man: dict, results_dir: str | Path) -> str:
         flow = _realism_flow(meta, run_model)
         fp = (flow or {}).get("fingerprint")
         if fp and fp == run_model.get("fingerprint"):
-            parts.append(f"Figure 1: {results_dir / REALISM_FILE}, from this run's flow `{fp}`")
+            parts.append(
+                f"Figure 1: {as_given(results_dir / REALISM_FILE)}, from this run's flow `{fp}`"
+            )
         else:
             parts.append(
-                f"Figure 1: {results_dir / REALISM_FILE}, from **another flow than this run's** "
+                f"Figure 1: {as_given(results_dir / REALISM_FILE)}, from **another flow than this "
+                "run's** "
                 f"({str(meta.get('model', '?')).split(', trained on')[0]})"
             )
     rows, tmeta = timing_results(results_dir)
@@ -860,8 +864,8 @@ def sources_line(man: dict, results_dir: str | Path) -> str:
         preset = tmeta.get("preset")
         note = "" if preset == run_preset else f", not this run's preset `{run_preset}`"
         parts.append(
-            f"Table 2: {results_dir / 'timing.csv'}, timing preset `{preset}`{note} (width "
-            f"{tmeta.get('width')}, batch {tmeta.get('batch')}, {tmeta.get('device')}), "
+            f"Table 2: {as_given(results_dir / 'timing.csv')}, timing preset `{preset}`{note} "
+            f"(width {tmeta.get('width')}, batch {tmeta.get('batch')}, {tmeta.get('device')}), "
             "measured apart from this run: generation cost does not depend on its images"
         )
     return "- **Sources**: " + "; ".join(parts)
@@ -873,9 +877,19 @@ def _realism_flow(meta: dict, run_model: dict | None) -> dict | None:
     if isinstance(meta.get("flow"), dict):
         return meta["flow"]
     fp = (run_model or {}).get("fingerprint")
-    if fp and f"fingerprint `{fp}`" in str(meta.get("model", "")):
+    line = str(meta.get("model", ""))
+    if fp and f"fingerprint `{fp}`" in line:
         return run_model
-    return None
+    # another flow than the run's: what its model line (`bench.report.model_line`) states
+    found = {
+        key: re.search(pattern, line)
+        for key, pattern in (("fingerprint", r"fingerprint `([^`]+)`"),
+                             ("hidden", r"width (\d+)"), ("epochs", r"(\d+) epoch\(s\)"))
+    }  # fmt: skip
+    if not all(found.values()):
+        return None
+    flow = {k: m.group(1) for k, m in found.items()}
+    return {**flow, "hidden": int(flow["hidden"]), "epochs": int(flow["epochs"])}
 
 
 def _realism_section(
@@ -945,6 +959,8 @@ def _realism_section(
         f"{'?' if n is None else n} samples per σ × {'?' if repeats is None else repeats} draws; "
         + ("flow not recorded" if flow is None else flow_words(flow))
     )
+    if flow is not None and run_model and flow.get("fingerprint") != run_model.get("fingerprint"):
+        evidence += f" (flow `{flow.get('fingerprint')}`, not this run's)"
     verdict = "not measured"
     if finite.empty:
         verdict = "undetermined"
@@ -1028,6 +1044,8 @@ def timing_evidence(meta: dict) -> tuple[str, list[str], list[str]]:
         other.append(f"width {width or 'not recorded'}, not the paper's {config.HIDDEN}")
     if batch != config.TIMING_BATCH:
         other.append(f"batch {batch or 'not recorded'}, not the paper's {config.TIMING_BATCH}")
+    if meta.get("busy_note"):  # `bench ablation --allow-busy`, or load that came during it
+        other.append(f"timed on a busy machine: {meta['busy_note']}")
     return words, short, other
 
 
@@ -1178,7 +1196,8 @@ def render_claims(data, results_dir: str | Path, out_dir: str | Path | None = No
         run_commands_line(man),
         f"- **Rebuild**: `bench findings --run {man['run_id']}"
         f"{rebuild_options(results_dir, out_dir)}` rewrites this file from the stored results "
-        f"(and {results_dir / REALISM_FILE}, {results_dir / 'timing*.csv'}), identically, "
+        f"(and {as_given(results_dir / REALISM_FILE)}, {as_given(results_dir / 'timing*.csv')}), "
+        "identically, "
         "without solving",
         sources_line(man, results_dir),
         "",

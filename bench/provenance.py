@@ -31,6 +31,7 @@ from bench.errors import BenchError
 SOURCES_FILE = "sources.json"
 FORMAT = 1
 REPLACE_FLAG = "--replace"
+SIDECAR_SUFFIX = ".source.json"
 DEFAULT_RESULTS = "results"  # the commands' default --results
 DEFAULT_OUT = "reports"  # the commands' default --out
 
@@ -63,6 +64,40 @@ def sources_path(folder: str | Path) -> Path:
     return Path(folder) / SOURCES_FILE
 
 
+def foreign(folder: str | Path) -> str | None:
+    """Why `folder`'s sources.json is not a record bench wrote (unreadable, not JSON, another
+    layout), or None when it is ours or absent: such a file is never overwritten."""
+    path = sources_path(folder)
+    if not path.exists():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError) as e:
+        return f"is unreadable or not JSON ({type(e).__name__})"
+    if not (isinstance(value, dict) and value.get("format") == FORMAT
+            and isinstance(value.get("files"), dict)):  # fmt: skip
+        return "is not a bench record (no 'format' and 'files' of ours)"
+    return None
+
+
+def _refuse_foreign(folders: Iterable[Path], option: str) -> None:
+    for folder in folders:
+        why = foreign(folder)
+        if why:
+            raise BenchError(
+                f"{sources_path(folder)} {why}: bench keeps its record of what each file was "
+                f"made from there and will not overwrite it; move it away, or write elsewhere "
+                f"with {option}"
+            )
+
+
+def sidecar_path(path: str | Path) -> Path:
+    """Where a file's own record lives when it is kept beside it (`record(sidecar=True)`):
+    `<file>.source.json`, for files in folders where local and committed files mix."""
+    path = Path(path)
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
 def read_sources(folder: str | Path) -> dict[str, dict]:
     """{file name: {'label', 'key'}} recorded in `folder`; {} when there is no record or it is
     unreadable (then every existing file counts as of unknown source, which refuses safely)."""
@@ -78,8 +113,15 @@ def read_sources(folder: str | Path) -> dict[str, dict]:
 
 
 def recorded(path: str | Path) -> dict | None:
-    """The record of one file ({'label', 'key'}), or None."""
+    """The record of one file ({'label', 'key'}): its sidecar's, else its folder's; or None."""
     path = Path(path)
+    side = sidecar_path(path)
+    if side.is_file():
+        try:
+            value = json.loads(side.read_text(encoding="utf-8"))
+        except (OSError, ValueError, RecursionError):
+            return None
+        return value if isinstance(value, dict) else None
     return read_sources(path.parent).get(path.name)
 
 
@@ -109,6 +151,8 @@ def check(
 ) -> None:
     """Refuse (BenchError, one line) to overwrite a file in `paths` made from another source,
     unless `replace`; `option` is the command's way to write elsewhere."""
+    paths = [Path(p) for p in paths]
+    _refuse_foreign(dict.fromkeys(p.parent for p in paths), option)
     if replace:
         return
     found = conflicts(paths, source, partial)
@@ -122,16 +166,26 @@ def check(
     )
 
 
-def record(paths: Iterable[str | Path], source: Source) -> None:
+def record(paths: Iterable[str | Path], source: Source, sidecar: bool = False) -> None:
     """Record `source` for every existing file of `paths`, and forget files that are gone,
-    in each folder's sources.json (atomically, under its lock)."""
+    in each folder's sources.json (atomically, under its lock), or with `sidecar` in each
+    file's own `<file>.source.json` (for a folder where files made locally sit beside
+    committed ones, so that a local file changes no committed record). A sources.json that
+    bench did not write is never overwritten (BenchError)."""
     from bench import locks
     from bench.atomic import atomic_write_text
 
+    entry = {"label": source.label, "key": _plain(source.key)}
+    if sidecar:
+        for p in map(Path, paths):
+            if p.exists():
+                text = json.dumps(entry, indent=1, sort_keys=True)
+                atomic_write_text(sidecar_path(p), text + "\n")
+        return
     by_folder: dict[Path, list[Path]] = {}
     for p in map(Path, paths):
         by_folder.setdefault(p.parent, []).append(p)
-    entry = {"label": source.label, "key": _plain(source.key)}
+    _refuse_foreign(by_folder, "another folder")
     for folder, files in by_folder.items():
         target = sources_path(folder)
         with locks.holding(target, "bench command"):
@@ -178,11 +232,29 @@ def rebuild_options(results_dir=None, out=None) -> str:
     import shlex
 
     parts = []
-    if results_dir is not None and str(Path(results_dir)) != DEFAULT_RESULTS:
-        parts.append(f"--results {shlex.quote(str(results_dir))}")
-    if out is not None and str(Path(out)) != DEFAULT_OUT:
-        parts.append(f"--out {shlex.quote(str(out))}")
+    for flag, value, default in (("--results", results_dir, DEFAULT_RESULTS),
+                                 ("--out", out, DEFAULT_OUT)):  # fmt: skip
+        if value is None:
+            continue
+        shown = as_given(value)
+        if shown != default:
+            parts.append(f"{flag} {shlex.quote(shown)}")
     return "".join(" " + p for p in parts)
+
+
+def as_given(path: str | Path) -> str:
+    """A path as a rebuild line prints it: relative to the current folder when it lies
+    inside it (so `--results $PWD/results` and `--results results` print alike), else as
+    given; normalised (`./x/` is `x`)."""
+    import os
+
+    path = Path(path)
+    if path.is_absolute():
+        try:
+            return str(path.resolve().relative_to(Path.cwd().resolve()))
+        except ValueError:
+            return str(path)
+    return os.path.normpath(str(path))
 
 
 # ---- the sources of the harness's outputs ------------------------------------------------------
@@ -229,15 +301,13 @@ def realism_source(meta: Mapping) -> Source:
     return Source(f"realism proxy of {model.split(', trained on')[0]}, n = {key['n']}", key)
 
 
-def claims_source(run: Source, timing: Source | None, realism: Source | None) -> Source:
-    """claims.md: a run, plus the timing and realism results it quotes (if any)."""
-    key = {
-        "run": dict(run.key),
-        "timing": dict(timing.key) if timing else None,
-        "realism": dict(realism.key) if realism else None,
-    }
-    parts = [run.label] + [s.label for s in (timing, realism) if s]
-    return Source("claims from " + "; ".join(parts), key)
+def claims_source(run: Source, timing: Source | None = None, realism: Source | None = None):
+    """claims.md: the claims of one run. The timing and realism results it quotes come from
+    the same results folder, whose own records guard them, and claims.md names them and flags
+    one of another flow or preset (`bench.findings.sources_line`); adding or updating them
+    updates the same run's claims."""
+    del timing, realism  # named in the report, not part of its identity
+    return Source("claims of " + run.label, {"run": dict(run.key)})
 
 
 def flow_source(identity: Mapping, label: str) -> Source:

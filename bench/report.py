@@ -537,6 +537,8 @@ def render_table1(
     out_dir: str | Path | None = None,
 ) -> str:
     """The Markdown of table1.md (`out_dir`: where it is written, for its rebuild line)."""
+    from bench.provenance import as_given
+
     data = data if isinstance(data, RunData) else load_run(data)
     man = data.manifest
     summary = summary_frame(data)
@@ -558,7 +560,7 @@ def render_table1(
         f"{config.MAP_LR}), seed {man['seed']}",
         f"- **Model**: {model_line(man.get('model', {}))}",
         run_commands_line(man),
-        f"- **Run**: `{man['run_id']}` (`{data.run_dir}`), started {man.get('created')}, "
+        f"- **Run**: `{man['run_id']}` (`{as_given(data.run_dir)}`), started {man.get('created')}, "
         f"updated {man.get('updated')}"
         + ("" if man.get("complete") else " — **incomplete: rerun the command to finish**"),
         f"- **Rebuild**: `{rebuild_command(data.run_dir, out_dir)}` rewrites this file from "

@@ -595,7 +595,7 @@ def write_history(
         history_path(checkpoint), pd.DataFrame(history).to_csv(index=False, float_format="%.6g")
     )
     if source is not None:
-        P.record([path], source)
+        P.record([path], source, sidecar=True)
     return path
 
 

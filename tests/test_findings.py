@@ -379,6 +379,9 @@ def test_realism_takes_the_run_flow_when_the_meta_names_its_fingerprint(tmp_path
          "supported (qualified: width 128, not the paper's 512; batch 32, not the paper's 128)"),
         ({"preset": "smoke", "width": 8, "batch": 4, "iters": 3},
          "not meaningful at this size (smoke timing preset: width 8, batch 4)"),
+        ({"preset": "paper", "width": 512, "batch": 128, "iters": 50,
+          "busy_note": "1.0 CPUs busy at start (--allow-busy)"},
+         "supported (qualified: timed on a busy machine: 1.0 CPUs busy at start (--allow-busy))"),
     ],
 )  # fmt: skip
 def test_timing_verdict_says_what_it_measured(tmp_path, meta, verdict):

@@ -47,8 +47,8 @@ def test_a_file_without_a_record_counts_as_another_source(tmp_path):
     target.write_text("hand-written\n")
     with pytest.raises(BenchError, match="unknown source"):
         provenance.check([target], provenance.Source("run A", {"run": "a"}))
-    (tmp_path / provenance.SOURCES_FILE).write_text("{not json")  # a damaged record: the same
-    with pytest.raises(BenchError, match="unknown source"):
+    (tmp_path / provenance.SOURCES_FILE).write_text("{not json")  # damaged: never overwritten
+    with pytest.raises(BenchError, match="unreadable or not JSON"):
         provenance.check([target], provenance.Source("run A", {"run": "a"}))
     provenance.check([tmp_path / "absent.md"], provenance.Source("run A", {"run": "a"}))
 
@@ -203,3 +203,58 @@ def test_no_committed_file_is_ignored_by_git():
         check=True,
     ).stdout.split()
     assert out == []
+
+
+def test_a_sources_json_bench_did_not_write_is_never_overwritten(two_runs, tmp_path):
+    results, first, _ = two_runs
+    out = tmp_path / "reports"
+    out.mkdir()
+    theirs = '{"sources": ["https://example.org/data.csv"], "owner": "me"}\n'
+    (out / provenance.SOURCES_FILE).write_text(theirs)
+    r = invoke(["report", "--run", first, "--results", str(results), "--out", str(out)])
+    one_line_error(r, "sources.json", "not a bench record", "move it away", "--out DIR")
+    r = invoke(["report", "--run", first, "--results", str(results), "--out", str(out),
+                "--replace"])  # fmt: skip
+    one_line_error(r, "not a bench record")
+    assert (out / provenance.SOURCES_FILE).read_text() == theirs
+    assert not (out / report.TABLE1_FILE).exists()
+    (out / provenance.SOURCES_FILE).write_text("not json at all")
+    one_line_error(invoke(["report", "--run", first, "--results", str(results), "--out",
+                           str(out)]), "unreadable or not JSON")  # fmt: skip
+
+
+def test_adding_timing_or_realism_updates_the_same_runs_claims(two_runs, tmp_path):
+    """claims.md is the claims of one run: the timing and realism results it quotes, added
+    later to the same results folder, update it (they are guarded by their own records)."""
+    import shutil
+
+    results, first, _ = two_runs
+    store = tmp_path / "results"
+    shutil.copytree(results, store)
+    out = tmp_path / "reports"
+    opts = ["--run", first, "--results", str(store), "--out", str(out)]
+    assert invoke(["findings", *opts]).exit_code == 0
+    before = (out / "claims.md").read_text()
+    for name in ("timing.csv", "timing_summary.csv", "timing_meta.json"):
+        shutil.copy(REPO / "results" / name, store / name)
+    assert invoke(["findings", *opts]).exit_code == 0
+    after = (out / "claims.md").read_text()
+    assert after != before and "timing preset `paper`, not this run's preset `smoke`" in after
+    assert invoke(["report", *opts]).exit_code == 0
+
+
+def test_a_history_keeps_its_record_beside_it_and_a_fresh_clone_can_retrain(tmp_path):
+    """A history's record is its own sidecar (no shared file changes when a local training
+    writes one); a fresh training with the recorded settings (the checkpoint gone, as in a
+    clone) goes through."""
+    from bench.train import history_path, train
+
+    tiny = config.get_preset("smoke").with_(
+        name="tiny", hidden=8, epochs=1, train_images=64, valid_images=32
+    )
+    ckpt = tmp_path / "flow.pt"
+    train(tiny, "builtin", checkpoint=ckpt, progress=False, log=lambda *a: None)
+    assert provenance.sidecar_path(history_path(ckpt)).is_file()
+    assert not (tmp_path / provenance.SOURCES_FILE).exists()
+    ckpt.unlink()
+    train(tiny, "builtin", checkpoint=ckpt, progress=False, log=lambda *a: None)

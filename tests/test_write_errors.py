@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import errno
 import os
+import subprocess
+import sys
 import tempfile
 
 import pytest
-from conftest import invoke, one_line_error, tiny_flow
+from conftest import REPO, invoke, one_line_error, tiny_flow
 
 from bench import atomic, runner
 from bench.errors import WriteError
@@ -198,3 +200,44 @@ def test_a_report_set_that_runs_out_of_space_half_way_stays_whole(
     one_line_error(res, "no space left")
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
     assert after == before
+
+
+# ---- a closed stdout (`bench ... | head -1`) --------------------------------------------------
+def _bench_into_a_closed_pipe(args, read: int) -> tuple[int, str]:
+    """Run `bench ARGS` in a subprocess whose stdout reader reads `read` bytes, then goes
+    (0: gone before the first write); returns the exit code and stderr."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from bench.cli import main; main()", *map(str, args)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+    )
+    if read:
+        assert len(proc.stdout.read(read)) == read
+    proc.stdout.close()
+    stderr = proc.stderr.read().decode()
+    return proc.wait(timeout=300), stderr
+
+
+@pytest.mark.parametrize("read", [0, 1])
+def test_a_closed_stdout_is_no_error(read):
+    """`bench info | head -c 1`: what comes after the reader has gone is dropped silently."""
+    code, stderr = _bench_into_a_closed_pipe(["info", "--arch", "glow", "--hidden", 512], read)
+    assert (code, stderr) == (0, "")
+
+
+def test_a_closed_stdout_never_stops_the_work(tmp_path, no_training):
+    """`bench report | head -1` wrote table1.md and table2.md, never claims.md, and failed
+    with `cannot use ?: Broken pipe`: the command finishes all its writes and exits 0."""
+    results, out = tmp_path / "results", tmp_path / "out"
+    assert invoke(run_args(results, out, tasks="denoising")).exit_code == 0
+    piped = tmp_path / "piped"
+    code, stderr = _bench_into_a_closed_pipe(
+        ["report", "--results", results, "--out", piped], read=0
+    )
+    assert (code, stderr) == (0, ""), stderr
+    plain = tmp_path / "plain"
+    assert invoke(["report", "--results", str(results), "--out", str(plain)]).exit_code == 0
+    assert (piped / "claims.md").is_file()
+    assert sorted(p.name for p in piped.iterdir()) == sorted(p.name for p in plain.iterdir())

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import io
+import os
 import shlex
 import sys
 import warnings
@@ -47,14 +49,82 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
         click.echo(warnings.formatwarning(message, category, filename, lineno, line), err=True)
 
 
+class _DropAfterClose(io.RawIOBase):
+    """Writes to the file descriptor `fd` (stdout) until its reader has gone (a closed pipe,
+    `bench ... | head -1`); then points `fd` at os.devnull, so that this write, every later
+    one (ours, and the interpreter's final flush of the original sys.stdout) and the work
+    itself go on as if nothing happened."""
+
+    def __init__(self, fd: int):
+        super().__init__()
+        self._fd = fd
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def isatty(self) -> bool:
+        return os.isatty(self._fd)
+
+    def write(self, b) -> int:
+        try:
+            return os.write(self._fd, b)
+        except BrokenPipeError:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            try:
+                os.dup2(devnull, self._fd)
+            finally:
+                os.close(devnull)
+            return memoryview(b).nbytes
+
+
+@contextlib.contextmanager
+def stdout_survives_its_reader():
+    """For the duration of a command, a closed stdout (its reader gone) never stops or fails
+    the work: output after that is dropped silently. sys.stdout is replaced by a text stream
+    of the same encoding over `_DropAfterClose`, so that every writer (click.echo, which
+    wraps `sys.stdout` or its `.buffer` as it finds them at each call, and print) goes through
+    it. Only the process's real stdout is guarded (not a test runner's capture)."""
+    real = sys.stdout
+    try:
+        fd = real.fileno() if real is not None and real is sys.__stdout__ else None
+    except (OSError, ValueError):
+        fd = None
+    if fd is None:
+        yield
+        return
+    with contextlib.suppress(BrokenPipeError):
+        real.flush()
+    guarded = io.TextIOWrapper(
+        io.BufferedWriter(_DropAfterClose(fd)),
+        encoding=real.encoding,
+        errors=real.errors,
+        line_buffering=real.line_buffering,
+    )
+    sys.stdout = guarded
+    try:
+        yield
+    finally:
+        guarded.flush()
+        if sys.stdout is guarded:
+            sys.stdout = real
+
+
 def handle_errors(fn):
     """Turn a user-fixable error into one line on stderr and exit code 2 (no traceback);
-    Ctrl-C exits 130 with a note that finished work was kept."""
+    Ctrl-C exits 130 with a note that finished work was kept. A closed stdout (`| head -1`)
+    neither stops nor fails the command (`stdout_survives_its_reader`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            with warnings.catch_warnings(), keep_torch_threads():
+            with (
+                stdout_survives_its_reader(),
+                warnings.catch_warnings(),
+                keep_torch_threads(),
+            ):
                 warnings.simplefilter("once", BenchWarning)
                 warnings.showwarning = _show_warning
                 return fn(*args, **kwargs)
