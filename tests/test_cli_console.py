@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
-from conftest import tiny_flow
+from conftest import one_line_error, tiny_flow
 from PIL import Image
 
 from bench import config, runner
@@ -202,3 +202,32 @@ def test_sample_out_is_the_reports_folder_or_a_png(width8_checkpoint, tmp_path):
     png = tmp_path / "elsewhere" / "fig.png"
     assert invoke(base + ["--out", str(png)]).exit_code == 0
     assert png.read_bytes()[:4] == b"\x89PNG" and not (png.parent / ".lock").exists()
+
+
+@pytest.mark.parametrize("name", ["fig.jpg", "fig.PDF", "fig.svg"])
+def test_sample_out_with_another_file_suffix_is_refused(width8_checkpoint, tmp_path, name):
+    """`--out d/fig.jpg` made a folder named fig.jpg: now one line naming the suffix and the
+    fix, and nothing is created."""
+    out = tmp_path / "d" / name
+    result = invoke(["sample", "--checkpoint", str(width8_checkpoint), "--out", str(out)])
+    one_line_error(result, str(out), out.suffix, ".png")
+    assert not (tmp_path / "d").exists()
+
+
+def test_sample_out_an_existing_folder_named_png_is_refused(width8_checkpoint, tmp_path):
+    out = tmp_path / "x.png"
+    out.mkdir()
+    result = invoke(["sample", "--checkpoint", str(width8_checkpoint), "--out", str(out)])
+    one_line_error(result, str(out), "is a folder")
+    assert list(out.iterdir()) == []
+
+
+def test_sample_out_an_existing_folder_with_a_dot_is_the_reports_folder(
+    width8_checkpoint, tmp_path
+):
+    out = tmp_path / "reports.v2"
+    out.mkdir()
+    args = ["sample", "--checkpoint", str(width8_checkpoint), "--device", "cpu", "--out", str(out)]
+    result = invoke([*args, "--stds", "0", "--per-row", "1"])
+    assert result.exit_code == 0, result.output
+    assert (out / "fig1_samples.png").is_file()

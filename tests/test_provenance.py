@@ -50,6 +50,7 @@ def test_a_file_without_a_record_counts_as_another_source(tmp_path):
     (tmp_path / provenance.SOURCES_FILE).write_text("{not json")  # damaged: never overwritten
     with pytest.raises(BenchError, match="unreadable or not JSON"):
         provenance.check([target], provenance.Source("run A", {"run": "a"}))
+    (tmp_path / provenance.SOURCES_FILE).unlink()
     provenance.check([tmp_path / "absent.md"], provenance.Source("run A", {"run": "a"}))
 
 

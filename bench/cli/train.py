@@ -134,7 +134,8 @@ def train(
     "--out",
     default=DEFAULT_OUT,
     show_default=True,
-    help=f"reports folder (writes {FIGURE1_FILE} there), or the path of a .png file",
+    help=f"reports folder (writes {FIGURE1_FILE} there), or the path of a .png file (no "
+    "other file type)",
 )
 @results_option("results folder (checkpoints/)")
 @device_option
@@ -157,7 +158,7 @@ def sample(
         raise BenchError(f"--stds {stds!r} is not a list of numbers: use e.g. 0,0.5,1") from None
     if not std_list or any(not math.isfinite(s) or s < 0 for s in std_list):
         raise BenchError("--stds needs finite non-negative numbers, e.g. 0,0.5,1")
-    target = Path(out) if Path(out).suffix.lower() == ".png" else Path(out) / FIGURE1_FILE
+    target = figure1_target(out)
     path = checkpoint or default_checkpoint_path(dataset, preset, "coupling", results_dir)
     dev = resolve_device(device)
     with lock_reports(target.parent):
@@ -178,6 +179,30 @@ def sample(
         written = write_figure1(grid, std_list, target, title)
         P.record([written], source)
     click.echo(f"wrote {written}")
+
+
+def figure1_target(out: str) -> Path:
+    """Where `bench sample --out OUT` writes Figure 1: OUT itself when it ends in .png, else
+    OUT/fig1_samples.png (OUT a folder). A name with another file suffix (fig.jpg) is refused
+    rather than made a folder, and so is an existing folder named *.png."""
+    from bench.errors import BenchError
+
+    path = Path(out)
+    suffix = path.suffix
+    if suffix.lower() == ".png":
+        if path.is_dir():
+            raise BenchError(
+                f"--out {out} is a folder, not a .png file: pass the path of a .png file, or "
+                f"that folder's {path / FIGURE1_FILE}"
+            )
+        return path
+    if suffix and not path.is_dir():
+        raise BenchError(
+            f"--out {out} ends in {suffix}, but Figure 1 is written as PNG only: pass a path "
+            f"ending in .png (e.g. {path.with_suffix('.png')}), or a reports folder (a folder "
+            f"named {path.name} must exist already)"
+        )
+    return path / FIGURE1_FILE
 
 
 def _bpd(v) -> str:
