@@ -445,7 +445,9 @@ def estimate_seconds(
     cells: Sequence[Cell] | None = None,
 ) -> float:
     """Estimated solve time on this device of `cells` (default: every cell of the plan; pass
-    `cell_status(...).todo` to count only those still to compute), divided by `jobs`:
+    `cell_status(...).todo` to count only those still to compute), divided by the workers
+    that run at once: `jobs`, but no more than the available CPUs hold at each worker's
+    threads (`jobs` workers on fewer CPUs share them and run no faster):
 
     - flow methods: ESTIMATE_ITERS timed solver iterations, with each worker's `threads`, of
       the flow that will run (`flow_config`: its `arch_config`; default an `arch` flow of the
@@ -461,7 +463,8 @@ def estimate_seconds(
     cells = list(cell_status(plan).todo if cells is None else cells)
     flow_cells = [c for c in cells if M.get_method(c.method).needs_flow]
     before = torch.get_num_threads()
-    torch.set_num_threads(default_threads(jobs) if threads is None else threads)
+    threads = default_threads(jobs) if threads is None else threads
+    torch.set_num_threads(threads)
     try:
         per_image_iter = 0.0
         if flow_cells:
@@ -486,7 +489,13 @@ def estimate_seconds(
             total += per_image[(c.method, c.task)] * n
     finally:
         torch.set_num_threads(before)
-    return total / max(1, jobs)
+    return total / parallel_workers(jobs, threads)
+
+
+def parallel_workers(jobs: int, threads: int = 1) -> int:
+    """How many of `jobs` workers of `threads` torch threads each really run at once: at most
+    the available CPUs // threads (at least 1)."""
+    return max(1, min(jobs, available_cores() // max(1, threads)))
 
 
 def format_duration(seconds: float) -> str:

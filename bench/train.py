@@ -400,19 +400,7 @@ def _train_locked(
         flow.parameters(), lr=config.TRAIN_LR, betas=config.TRAIN_BETAS, fused=True
     )  # one kernel per step: ~10% faster training on CPU
     epoch, step, history = 0, 0, []
-    wanted = {
-        "seed": seed,
-        "width (--preset)": preset.hidden,
-        "architecture (--arch)": arch,
-        "training images (--preset)": preset.train_images,
-        "validation images (--preset)": preset.valid_images,
-        "batch size": config.TRAIN_BATCH,
-        "learning rate": config.TRAIN_LR,
-        "Adam betas": list(config.TRAIN_BETAS),
-        "dataset (--dataset)": dataset,
-        "training files (--data-root)": train_set.fingerprint,
-        "--batches-per-epoch": batches_per_epoch,
-    }
+    wanted = training_identity(preset, dataset, arch, seed, train_set, batches_per_epoch)
     source = training_source(wanted, f"{arch} flow, width {preset.hidden}, {train_set.label}")
     if force or not path.exists():
         # the history beside the checkpoint may be a committed result: a fresh training never
@@ -575,6 +563,24 @@ def history_path(checkpoint: str | Path) -> Path:
     return checkpoint.with_name(f"{checkpoint.stem}.history.csv")
 
 
+def training_identity(preset, dataset, arch, seed, train_set, batches_per_epoch) -> dict:
+    """The settings of a training that change the model, as `checkpoint_identity` names
+    them (`train_set`: the loaded training images, whose fingerprint names the files)."""
+    return {
+        "seed": seed,
+        "width (--preset)": preset.hidden,
+        "architecture (--arch)": arch,
+        "training images (--preset)": preset.train_images,
+        "validation images (--preset)": preset.valid_images,
+        "batch size": config.TRAIN_BATCH,
+        "learning rate": config.TRAIN_LR,
+        "Adam betas": list(config.TRAIN_BETAS),
+        "dataset (--dataset)": dataset,
+        "training files (--data-root)": train_set.fingerprint,
+        "--batches-per-epoch": batches_per_epoch,
+    }
+
+
 def training_source(identity: dict, what: str) -> P.Source:
     """The source of a checkpoint's history file: the training settings that change the
     model (`checkpoint_identity`'s keys), labelled with `what` was trained."""
@@ -605,11 +611,18 @@ def _check_enough_images(n: int) -> None:
 
 
 def check_training_data(
-    preset: Preset, dataset: str, data_root: str | Path | None = None, progress: bool = True
+    preset: Preset,
+    dataset: str,
+    data_root: str | Path | None = None,
+    progress: bool = True,
+    checkpoint: str | Path | None = None,
+    replace: bool = False,
 ) -> None:
     """Refuse now what training with `preset` would refuse once started: training or
-    validation images missing, or fewer training images than one batch (`bench run` checks
-    this before its estimate when its flow must be trained first)."""
+    validation images missing, fewer training images than one batch, or (a fresh training
+    of `checkpoint`, seed 0 as `ensure_flow` trains it) a history beside it made from another
+    training without `replace` (`bench run` checks this before its estimate when its flow must
+    be trained first)."""
     from bench.data import load_images
 
     train_set = load_images(
@@ -617,6 +630,10 @@ def check_training_data(
     )
     load_images(dataset, "valid", data_root, limit=preset.valid_images, progress=progress)
     _check_enough_images(len(train_set))
+    if checkpoint is not None and not Path(checkpoint).exists():
+        wanted = training_identity(preset, dataset, "coupling", 0, train_set, None)
+        source = training_source(wanted, f"coupling flow, width {preset.hidden}")
+        P.check([history_path(checkpoint)], source, replace, "--results DIR (or --checkpoint)")
 
 
 def check_checkpoint_dataset(path: str | Path, meta: dict, dataset: str) -> None:

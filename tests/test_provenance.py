@@ -259,3 +259,17 @@ def test_a_history_keeps_its_record_beside_it_and_a_fresh_clone_can_retrain(tmp_
     assert not (tmp_path / provenance.SOURCES_FILE).exists()
     ckpt.unlink()
     train(tiny, "builtin", checkpoint=ckpt, progress=False, log=lambda *a: None)
+
+
+def test_bench_run_refuses_another_run_of_the_same_preset_before_its_estimate(
+    two_runs, width8_checkpoint, tmp_path
+):
+    results, first, _ = two_runs
+    out = tmp_path / "reports"
+    assert invoke(["report", "--run", first, "--results", str(results), "--out", str(out)])
+    args = ["run", "--table", "1", "--preset", "smoke", "--dataset", "builtin", "--methods",
+            "glowip", "--tasks", "denoising", "--threads", "1", "--no-progress",
+            "--checkpoint", str(width8_checkpoint), "--results", str(results), "--out", str(out)]  # fmt: skip
+    r = invoke(args)
+    one_line_error(r, first, "--replace")
+    assert "estimated" not in r.output

@@ -221,6 +221,77 @@ def test_run_estimates_with_the_count_its_workers_use(
     assert fake_machine["reads"] == 1  # one reading, before the work
 
 
+def test_the_estimate_counts_only_the_jobs_the_cpus_hold(fake_machine, monkeypatch):
+    """`--jobs 3` on 2 CPUs was estimated at a third of one job's time and took half of it."""
+    from bench import config, runner
+
+    monkeypatch.setattr(runner, "time_solver_iteration", lambda *a, **k: 1.0)
+    plan = runner.plan_table1(config.get_preset("smoke"), "ours", "denoising")
+    plan = plan.with_images(test=1, select=2)
+    fake_machine.update(cpus=2)
+    one = runner.estimate_seconds(plan, "cpu", jobs=1, threads=1)
+    assert runner.estimate_seconds(plan, "cpu", jobs=2, threads=1) == pytest.approx(one / 2)
+    assert runner.estimate_seconds(plan, "cpu", jobs=3, threads=1) == pytest.approx(one / 2)
+    fake_machine.update(cpus=8)
+    assert runner.estimate_seconds(plan, "cpu", jobs=3, threads=1) == pytest.approx(one / 3)
+    assert runner.estimate_seconds(plan, "cpu", jobs=3, threads=4) == pytest.approx(one / 2)
+
+
+def _warnings(result) -> list[str]:
+    return [ln for ln in result.stderr.splitlines() if ln.startswith("warning:")]
+
+
+@pytest.mark.parametrize(
+    "jobs, threads, warned",
+    [
+        (3, "auto", ("--jobs 3", "3 threads on 2 CPUs", "--jobs 2")),
+        (2, "2", ("--jobs 2", "2 threads per job", "4 threads on 2 CPUs", "--threads 1")),
+        (1, "3", ("--threads 3", "2 CPUs", "--threads 2")),
+        (2, "1", None),
+        (2, "auto", None),
+    ],
+)
+def test_run_warns_once_when_its_jobs_want_more_cpus_than_there_are(
+    fake_machine, monkeypatch, tmp_path, tmp_cache, jobs, threads, warned
+):
+    from bench import runner, train
+
+    fake_machine.update(cpus=2, busy=0.0)
+
+    def run_table1(*args, **kw):
+        raise BenchError("stop here")
+
+    monkeypatch.setattr(runner, "estimate_seconds", lambda *a, **k: 1.0)
+    monkeypatch.setattr(runner, "run_table1", run_table1)
+    monkeypatch.setattr(train, "ensure_flow", lambda *a, **k: (None, {}))
+    args = ["run", "--table", "1", "--preset", "smoke", "--methods", "ours", "--tasks"]
+    args += ["denoising", "--device", "cpu", "--jobs", str(jobs), "--threads", threads]
+    args += ["--no-progress", "--results", str(tmp_path / "res"), "--out", str(tmp_path / "rep")]
+    r = invoke(args)
+    assert "stop here" in r.stderr
+    lines = _warnings(r)
+    if warned is None:
+        assert lines == []
+        return
+    assert len(lines) == 1, r.stderr
+    for m in warned:
+        assert m in lines[0], lines[0]
+
+
+def test_threads_beyond_the_cpus_is_one_warning(fake_machine, monkeypatch, tmp_path):
+    seen = {}
+    _fake_train(monkeypatch, seen)
+    fake_machine.update(cpus=2)
+    base = ["train", "--preset", "smoke", "--device", "cpu", "--results", str(tmp_path)]
+    r = invoke(base + ["--threads", "4"])
+    assert r.exit_code == 0, r.output
+    assert seen["threads"] == 4  # used as given
+    [line] = _warnings(r)
+    assert "--threads 4" in line and "2 CPUs" in line
+    assert _warnings(invoke(base + ["--threads", "2"])) == []
+    torch.set_num_threads(1)
+
+
 # ---- Table 2 on a busy machine ------------------------------------------------------------------
 def _ablation(tmp_path, *extra):
     args = ["ablation", "--timing", "--preset", "smoke", "--width", "4", "--iters", "1"]

@@ -226,14 +226,41 @@ def resolve_threads(threads: int | None, jobs: int = 1, busy: float | None = Non
     """--threads as a count: N itself, or for auto (None) the CPUs other processes leave free
     shared among `jobs` workers (`bench.machine.choose_threads`; `busy`: a reading already
     taken), announced in one line on stderr (`threads: 1 of 2 CPUs (…)`). Call it before the
-    work starts: the reading must not see this command's own work."""
-    if threads is not None:
-        return threads
+    work starts: the reading must not see this command's own work. More threads in all
+    (`jobs` × the count) than the CPUs available is one warning line (`warn_oversubscribed`)."""
     from bench import machine
 
+    if threads is not None:
+        warn_oversubscribed(threads, jobs, machine.available_cpus())
+        return threads
     n, line = machine.choose_threads(jobs, busy=busy)
     click.echo(line, err=True)
+    warn_oversubscribed(n, jobs, machine.available_cpus())
     return n
+
+
+def warn_oversubscribed(threads: int, jobs: int, cpus: int) -> None:
+    """One warning line (BenchWarning) when `jobs` workers of `threads` torch threads each
+    ask for more CPUs than the `cpus` available: they then share CPUs and run no faster than
+    the workers those CPUs hold (what `runner.estimate_seconds` counts)."""
+    if threads * jobs <= cpus:
+        return
+    if jobs == 1:
+        msg = (
+            f"--threads {threads} is more than the {cpus} CPUs available: the extra threads "
+            f"share CPUs and slow the work down; use --threads {cpus} or fewer"
+        )
+    else:
+        fits = max(1, cpus // threads)
+        per = f"{threads} thread{'s' if threads > 1 else ''}"
+        msg = (
+            f"--jobs {jobs} × {per} per job = {threads * jobs} threads on {cpus} CPUs "
+            f"available: the jobs share CPUs and run no faster than {fits} job"
+            f"{'s' if fits > 1 else ''} (the estimate counts {fits}); use --jobs {fits}"
+        )
+        if threads > 1:
+            msg += f", or --threads {max(1, cpus // jobs)} with --jobs {jobs}"
+    warnings.warn(msg, BenchWarning, stacklevel=2)
 
 
 def set_threads(threads: int | None, busy: float | None = None) -> int:

@@ -158,8 +158,8 @@ def perf(
             "--threads N to choose)",
             err=True,
         )
-    elif threads is None:
-        threads = resolve_threads(None)
+    else:
+        threads = resolve_threads(threads)
     from bench import provenance as P
     from bench.perf import PERF_MD, cpu_description
 

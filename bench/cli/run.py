@@ -157,8 +157,10 @@ def run(
         runner.connect_dask(scheduler).close()
 
     inputs = _check_inputs(
-        plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress
+        plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace
     )
+    if inputs.run_id is not None:  # the run is known (its flow is trained): refuse it now
+        P.check(targets, P.table1_source(inputs.run_id, dataset, p.name), replace)
     if backend == "joblib":
         # after every refusal, before the work: the estimate and the workers use this count
         threads = resolve_threads(threads, jobs)
@@ -241,7 +243,9 @@ def _say_done(result, path, out) -> None:
     click.echo(f"report: {path} (with {Path(out) / report.GRID_FILE} and Figures 3–6)")
 
 
-def _check_inputs(plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress):
+def _check_inputs(
+    plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace
+):
     """Everything the run reads, checked before any estimate is printed: the images each
     stage really loads (a partial CelebA copy may hold fewer than the preset asks: the plan
     counts those), the checkpoint (readable, of this dataset; its width and architecture are
@@ -260,7 +264,7 @@ def _check_inputs(plan, dataset, data_root, checkpoint, results_dir, seed, dev, 
         if checkpoint
         else train.default_checkpoint_path(dataset, p.name, "coupling", results_dir)
     )
-    out = SimpleNamespace(plan=plan, flow_config=None, extra="")
+    out = SimpleNamespace(plan=plan, flow_config=None, extra="", run_id=None)
     out.source = "the preset's {flow}, to be trained"
     ready = None  # the fingerprint of a flow that needs no training
     if ckpt.is_file():
@@ -278,13 +282,14 @@ def _check_inputs(plan, dataset, data_root, checkpoint, results_dir, seed, dev, 
     else:
         out.extra = f", plus training the flow first (no checkpoint {ckpt})"
     if ready is None:  # a flow still to train: its images are checked now, its run is new
-        train.check_training_data(p, dataset, data_root, progress)
+        train.check_training_data(p, dataset, data_root, progress, ckpt, replace)
         out.status = runner.cell_status(plan)
     else:
         run_dir = runner.run_dir_of(
             results_dir, runner.run_key(plan, dataset, test, select, ready, seed, dev)
         )
         out.status = runner.cell_status(plan, run_dir, force)
+        out.run_id = run_dir.name
     return out
 
 

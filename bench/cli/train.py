@@ -192,8 +192,8 @@ def figure1_target(out: str) -> Path:
     if suffix.lower() == ".png":
         if path.is_dir():
             raise BenchError(
-                f"--out {out} is a folder, not a .png file: pass the path of a .png file, or "
-                f"that folder's {path / FIGURE1_FILE}"
+                f"--out {out} is a folder, not a .png file: pass the path of a .png file "
+                f"(e.g. {path / FIGURE1_FILE} to write into that folder)"
             )
         return path
     if suffix and not path.is_dir():
