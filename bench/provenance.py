@@ -297,8 +297,12 @@ REALISM_KEYS = ("model", "real", "n", "seed", "repeats", "components")
 def realism_source(meta: Mapping) -> Source:
     """RESULTS/realism*: Figure 1's realism proxy of one flow against one set of real images."""
     key = {k: meta.get(k) for k in REALISM_KEYS}
+    import re
+
     model = str(meta.get("model") or "?")
-    return Source(f"realism proxy of {model.split(', trained on')[0]}, n = {key['n']}", key)
+    fp = re.search(r"fingerprint `([^`]+)`", model)
+    flow = f"flow `{fp.group(1)}`" if fp else model.split(", trained on")[0]
+    return Source(f"the realism proxy of {flow} (n = {key['n']}, seed {key['seed']})", key)
 
 
 def claims_source(run: Source, timing: Source | None = None, realism: Source | None = None):

@@ -121,7 +121,8 @@ def _realism(
     # refuse a realism result of another flow or setting before reading images or sampling
     known = {"model": model_line(meta), "real": None, "n": n, "seed": seed,
              "repeats": F.REALISM_REPEATS, "components": F.REALISM_COMPONENTS}  # fmt: skip
-    P.check(targets, P.realism_source(known), replace, option="--results DIR", partial=True)
+    where = "a --results folder holding a copy of the run"
+    P.check(targets, P.realism_source(known), replace, option=where, partial=True)
     real = data.load_images(man["dataset"], "valid", data_root, limit=2 * n, progress=progress)
     facts = {
         "model": model_line(meta),
@@ -132,7 +133,7 @@ def _realism(
         "components": F.REALISM_COMPONENTS,
     }
     source = P.realism_source(facts)
-    P.check(targets, source, replace, option="--results DIR")
+    P.check(targets, source, replace, option="a --results folder holding a copy of the run")
     # the claims this realism result feeds must be writable too: refuse before computing
     P.check([claims], F.claims_source(run_dir, results_dir, realism=source), replace)
     set_threads(threads)  # after every refusal, before the work
