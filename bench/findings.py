@@ -550,9 +550,11 @@ def realism(
     if len(real) < 2 * n:
         from bench.errors import BenchError
 
+        fits = len(real) // 2
         raise BenchError(
-            f"the realism proxy needs {2 * n} real images, {len(real)} found: "
-            "pass --samples with a smaller number or provide more valid images"
+            f"the realism proxy needs {2 * n} real images ({n} per set), {len(real)} found: "
+            + (f"pass --samples {fits} or fewer, or " if fits else "")
+            + "provide more valid images"
         )
     real = (to_5bit(torch.as_tensor(real[: 2 * n])) * 8).numpy()
     flat = lambda v: v.reshape(len(v), -1).astype(np.float64) / 255.0  # noqa: E731

@@ -170,12 +170,21 @@ def test_a_run_estimated_beyond_max_hours_is_refused_before_anything_runs(
         + ["--out", str(tmp_path / "rep"), "--max-hours", "1e-9"]
     )
     one_line_error(res, "estimated", "on cpu", "more than --max-hours 1e-09", "--max-hours 1 ")
+    assert "--preset" not in res.stderr  # smoke is the smallest preset: none to suggest
     assert not (tmp_path / "res").exists() and not (tmp_path / "rep").exists()
+
+
+@pytest.mark.parametrize("preset, smaller", [("paper", "cpu"), ("cpu", "smoke"), ("smoke", None)])
+def test_the_refusal_suggests_a_preset_smaller_than_the_one_running(preset, smaller):
+    """`--preset cpu` beyond --max-hours said "use a smaller --preset (e.g. cpu)"."""
+    from bench.cli.run import _smaller_preset
+
+    assert _smaller_preset(config.get_preset(preset)) == smaller
 
 
 def test_run_without_preset_runs_the_cpu_preset_without_a_note(ckpt, tmp_path, tmp_cache):
     args = [a for a in RUN if a not in ("--preset", "smoke")] + ["--methods", "bm3d"]
     args += ["--checkpoint", str(ckpt), "--results", str(tmp_path / "res")]
     res = invoke(args + ["--out", str(tmp_path / "rep"), "--max-hours", "1e-9"])
-    one_line_error(res, "more than --max-hours")
+    one_line_error(res, "more than --max-hours", "a smaller --preset (e.g. smoke)")
     assert "Table 1 on builtin, preset cpu:" in res.stdout and "--preset given" not in res.output

@@ -11,10 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import tiny_flow
+from conftest import invoke, one_line_error, tiny_flow
 from scipy import stats
 
 from bench import config, findings, runner
+from bench.errors import BenchError
 
 PRESET = config.get_preset("smoke").with_(test_images=4, iters=3)
 METHODS = "csgm,glowip,map,bm3d,ours,map-released,ours-released,l1-z0"
@@ -238,6 +239,34 @@ def test_findings_command_with_realism(stored, flow, tmp_path):
         main, ["findings", "--results", str(results), "--realism", "--checkpoint", "nope.pt"]
     )
     assert missing.exit_code == 2 and "checkpoint 'nope.pt' is missing" in missing.output
+
+
+def test_realism_on_too_few_images_names_the_samples_that_fit(stored, flow, tmp_path, monkeypatch):
+    """The builtin dataset's 256 valid images with the default --samples 500 said "pass
+    --samples with a smaller number": now the number that works, or that none does."""
+    import dataclasses
+
+    from bench import data
+
+    res, results = stored
+    ckpt = tmp_path / "flow.pt"
+    torch.save({"arch_config": flow.arch_config, "model": flow.state_dict()}, ckpt)
+    args = ["findings", "--results", str(results), "--out", str(tmp_path / "r"), "--realism"]
+    args += ["--checkpoint", str(ckpt), "--no-progress", "--device", "cpu", "--threads", "1"]
+    args += ["--replace"]  # (another test of this module stored a realism result there)
+    found = len(data.load_images("builtin", "valid", None, progress=False).images)
+    assert found < 2 * findings.REALISM_SAMPLES
+    one_line_error(invoke(args), f"{found}", f"--samples {found // 2} or fewer")
+    real = data.load_images
+
+    def nineteen(*a, **kw):
+        loaded = real(*a, **kw)
+        return dataclasses.replace(loaded, images=loaded.images[:19], names=loaded.names[:19])
+
+    monkeypatch.setattr(data, "load_images", nineteen)
+    one_line_error(invoke(args), "19", "too few", "at least 10")
+    with pytest.raises(BenchError, match="pass --samples 9 or fewer"):
+        findings.realism(flow, np.zeros((19, 3, 32, 32), np.uint8), n=12, progress=False)
 
 
 def test_findings_without_a_run_is_a_one_line_error(tmp_path):

@@ -269,7 +269,8 @@ def test_bench_run_refuses_another_run_of_the_same_preset_before_its_estimate(
     assert invoke(["report", "--run", first, "--results", str(results), "--out", str(out)])
     args = ["run", "--table", "1", "--preset", "smoke", "--dataset", "builtin", "--methods",
             "glowip", "--tasks", "denoising", "--threads", "1", "--no-progress",
-            "--checkpoint", str(width8_checkpoint), "--results", str(results), "--out", str(out)]  # fmt: skip
+            "--checkpoint", str(width8_checkpoint), "--results", str(results),
+            "--out", str(out)]  # fmt: skip
     r = invoke(args)
     one_line_error(r, first, "--replace")
     assert "estimated" not in r.output

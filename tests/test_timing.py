@@ -190,6 +190,19 @@ def test_cli_help():
     assert "--timing" in r.output and "--preset" in r.output
 
 
+def test_cli_help_says_the_rounds_each_preset_runs():
+    """`--rounds [default: 5]` while `--preset smoke` ran 3 rounds (one per timed iteration at
+    most): the help names each preset's rounds, from bench.timing's presets."""
+    r = CliRunner().invoke(main, ["ablation", "--help"])
+    text = " ".join(r.output.split())
+    rounds = text.split("--rounds")[1].split("--threads")[0]
+    assert "[default: 5]" not in rounds
+    for name, p in tm.TIMING_PRESETS.items():
+        n = min(tm.DEFAULT_ROUNDS, p.iters)
+        assert f"{name} {n}" in rounds, rounds
+        assert f"{name}: width {p.width}, {p.iters} iterations, batch {p.batch}" in text
+
+
 def test_cli_without_timing_is_a_one_line_error():
     r = CliRunner().invoke(main, ["ablation"])
     assert r.exit_code == 2

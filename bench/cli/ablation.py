@@ -27,6 +27,9 @@ from bench.cli.common import (
 from bench.errors import BenchError
 
 _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light to import)
+_ITERS = {"paper": config.TIMING_ITERS, "cpu": 50, "smoke": 3}  # their timed iterations
+_ROUNDS = 5  # bench.timing.DEFAULT_ROUNDS; a run has at most one round per timed iteration
+_ROUNDS_HELP = ", ".join(f"{k} {min(_ROUNDS, n)}" for k, n in _ITERS.items())
 
 
 @main.command()
@@ -38,9 +41,9 @@ _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light 
     type=click.Choice(_PRESETS),
     default=config.DEFAULT_PRESET,
     show_default=True,
-    help=f"paper: width {config.HIDDEN}, {config.TIMING_ITERS} iterations, batch "
-    f"{config.TIMING_BATCH}; cpu: width 128, 50 iterations, batch 32; "
-    "smoke: width 8, 3 iterations, batch 4",
+    help=f"paper: width {config.HIDDEN}, {_ITERS['paper']} iterations, batch "
+    f"{config.TIMING_BATCH}; cpu: width 128, {_ITERS['cpu']} iterations, batch 32; "
+    f"smoke: width 8, {_ITERS['smoke']} iterations, batch 4",
 )
 @click.option(
     "--width",
@@ -69,9 +72,10 @@ _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light 
 @click.option(
     "--rounds",
     type=click.IntRange(min=1),
-    default=5,
-    show_default=True,
-    help="interleave the configurations in this many rounds (drifting load biases none)",
+    default=_ROUNDS,
+    help="interleave the configurations in this many rounds (drifting load biases none), at "
+    f"most one per timed iteration (--iters) [default: {_ROUNDS}, so with the presets' "
+    f"iterations: {_ROUNDS_HELP}]",
 )
 @threads_option()
 @device_option

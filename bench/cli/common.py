@@ -58,6 +58,7 @@ class _DropAfterClose(io.RawIOBase):
     def __init__(self, fd: int):
         super().__init__()
         self._fd = fd
+        self.discard = False  # set: drop every write (what is left once the command ended)
 
     def writable(self) -> bool:
         return True
@@ -69,6 +70,8 @@ class _DropAfterClose(io.RawIOBase):
         return os.isatty(self._fd)
 
     def write(self, b) -> int:
+        if self.discard:
+            return memoryview(b).nbytes
         try:
             return os.write(self._fd, b)
         except BrokenPipeError:
@@ -97,19 +100,29 @@ def stdout_survives_its_reader():
         return
     with contextlib.suppress(BrokenPipeError):
         real.flush()
+    raw = _DropAfterClose(fd)
     guarded = io.TextIOWrapper(
-        io.BufferedWriter(_DropAfterClose(fd)),
+        io.BufferedWriter(raw),
         encoding=real.encoding,
         errors=real.errors,
         line_buffering=real.line_buffering,
+        write_through=getattr(real, "write_through", False),
     )
     sys.stdout = guarded
     try:
         yield
+    except BaseException:
+        with contextlib.suppress(OSError, ValueError):  # the error in flight is the one to say
+            guarded.flush()
+        raise
+    else:
+        guarded.flush()  # another failure than a closed pipe (a full disk) is an error
     finally:
-        guarded.flush()
         if sys.stdout is guarded:
             sys.stdout = real
+        # what a failed write left buffered is dropped, never retried when the interpreter
+        # collects the stream (a second error, after the one already said)
+        raw.discard = True
 
 
 def handle_errors(fn):

@@ -25,6 +25,8 @@ from bench.cli.common import (
     threads_option,
 )
 
+MIN_SAMPLES = 10  # --samples: the fewest samples per σ (and real images per set) accepted
+
 
 @main.command()
 @stored_run_options
@@ -42,9 +44,10 @@ from bench.cli.common import (
 @data_root_option
 @click.option(
     "--samples",
-    type=click.IntRange(min=10),
+    type=click.IntRange(min=MIN_SAMPLES),
     default=None,
-    help="--realism: samples per σ and real images per set [default: 500]",
+    help="--realism: samples per σ and real images per set (twice as many valid images are "
+    "read) [default: 500]",
 )
 @seed_option("--realism: seed of the latent draws and of the bootstrap")
 @progress_option
@@ -124,6 +127,18 @@ def _realism(
     where = "a --results folder holding a copy of the run"
     P.check(targets, P.realism_source(known), replace, option=where, partial=True)
     real = data.load_images(man["dataset"], "valid", data_root, limit=2 * n, progress=progress)
+    if len(real.images) < 2 * n:
+        found, fits = len(real.images), len(real.images) // 2
+        raise BenchError(
+            f"--realism with --samples {n} needs {2 * n} valid images ({n} per set), "
+            f"{man['dataset']} has {found}: "
+            + (
+                f"pass --samples {fits} or fewer"
+                if fits >= MIN_SAMPLES
+                else f"too few for the realism proxy (--samples is at least {MIN_SAMPLES}, "
+                f"which needs {2 * MIN_SAMPLES}); use a dataset with more valid images"
+            )
+        )
     facts = {
         "model": model_line(meta),
         "real": f"{real.label}: first {2 * n} valid images, split in two sets of {n}",

@@ -26,8 +26,9 @@ from bench.cli.common import (
     threads_option,
 )
 
-# a run estimated longer than this many hours is refused unless --max-hours allows it: a week
-# on a CPU is a mistake far more often than a plan (the paper preset takes about 30 days there)
+# a run estimated longer than this many hours is refused unless --max-hours allows it: more
+# than a day on a CPU is a mistake far more often than a plan (the paper preset's solves alone
+# are estimated at more than a day on a 2-core CPU, before its flow is even trained)
 MAX_HOURS = 24.0
 
 
@@ -297,7 +298,6 @@ def _say_estimate(inputs, dataset, dev, jobs, threads, max_hours) -> None:
     """The plan, where its cells stand and the estimated time of those still to compute
     (none: no estimate); an estimate over `max_hours` is refused (BenchError)."""
     from bench import runner
-    from bench.config import DEFAULT_PRESET
     from bench.errors import BenchError
 
     plan, status = inputs.plan, inputs.status
@@ -316,15 +316,26 @@ def _say_estimate(inputs, dataset, dev, jobs, threads, max_hours) -> None:
     )
     took = f"{runner.format_duration(est)} on {dev}"
     if est > max_hours * 3600:
+        smaller = _smaller_preset(p)
+        use = f"a smaller --preset (e.g. {smaller}) or " if smaller else ""
         raise BenchError(
             f"estimated {took} for the {len(status.todo)} cells to compute{inputs.extra}: "
-            f"more than --max-hours {max_hours:g}; use a smaller --preset (e.g. "
-            f"{DEFAULT_PRESET}) or a faster --device, or pass --max-hours "
-            f"{math.ceil(est / 3600)} to accept it"
+            f"more than --max-hours {max_hours:g}; use {use}a faster --device, or pass "
+            f"--max-hours {math.ceil(est / 3600)} to accept it"
         )
     cfg = inputs.flow_config or {"arch": "coupling", "hidden": p.hidden}
     basis = _estimate_basis(plan, status.todo, cfg, inputs.source)
     click.echo(f"{status.describe()}; estimated time: {took}{inputs.extra} (from {basis})")
+
+
+def _smaller_preset(preset) -> str | None:
+    """The next preset smaller than `preset` (in width, then iterations), None for the
+    smallest (smoke)."""
+    from bench.config import PRESETS
+
+    size = lambda q: (q.hidden, q.iters, q.test_images)  # noqa: E731
+    smaller = [q for q in PRESETS.values() if size(q) < size(preset)]
+    return max(smaller, key=size).name if smaller else None
 
 
 def _estimate_basis(plan, cells, cfg: dict, source: str) -> str:
