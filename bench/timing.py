@@ -215,6 +215,22 @@ def generation_gflop(flow: MultiScaleFlow, batch: int, device) -> float:
 
 
 # ---- the ablation --------------------------------------------------------------------------
+# the ablation's cost in coupling generations: per timed iteration one coupling and three glow
+# generations (glow ≈ 2× coupling) and as many solver iterations (≈ 2.4× a generation each);
+# measured in the committed table2.md: 1 + 3·2.06 + 2.37·(1 + 3·2.1) ≈ 24
+COST_IN_COUPLING_GENERATIONS = 24.0
+
+
+def estimate_seconds(width: int, batch: int, iters: int, warmup: int, device) -> float:
+    """Rough wall time (s) of `run_timing_ablation` at these settings: one coupling
+    generation timed here (after one untimed call) × COST_IN_COUPLING_GENERATIONS × the
+    timed and warm-up calls. Used to refuse, before it starts, a timing that would run for
+    hours (`bench ablation --max-hours`)."""
+    flow = _init_flow("coupling", width, device, seed=0)
+    (ms,) = time_generation(flow, batch, iters=1, warmup=1, device=device)
+    return float(ms) / 1000 * COST_IN_COUPLING_GENERATIONS * (iters + warmup)
+
+
 def _init_flow(arch: str, width: int, device, seed: int) -> MultiScaleFlow:
     with torch.random.fork_rng(devices=[]):  # reproducible weights, caller's RNG untouched
         torch.manual_seed(seed)

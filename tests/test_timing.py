@@ -249,3 +249,27 @@ def test_cli_smoke_run(tmp_path, monkeypatch):
 def test_invconv_is_used_by_glow_only():
     assert not tm.inv_convs(build_flow("coupling", hidden=4))
     assert all(isinstance(m, InvConv1x1) for m in tm.inv_convs(build_flow("glow", **SMALL)))
+
+
+def test_a_timing_estimated_beyond_max_hours_is_refused_before_it_starts(tmp_path, monkeypatch):
+    """The paper preset's 1500 iterations take hours on a CPU: an explicit choice is needed."""
+    from conftest import one_line_error
+
+    from bench import machine
+    from bench import timing as tm
+
+    monkeypatch.setattr(machine, "busy_cpus", lambda interval=0.2: 0.0)  # a quiet machine
+    asked = []
+
+    def estimate(width, batch, iters, warmup, device):
+        asked.append((width, batch, iters))
+        return 2.5 * 3600.0
+
+    monkeypatch.setattr(tm, "estimate_seconds", estimate)
+    monkeypatch.setattr(tm, "run_timing_ablation", lambda *a, **k: 1 / 0)  # never started
+    args = ["ablation", "--timing", "--preset", "paper", "--threads", "1", "--no-progress",
+            "--out", str(tmp_path / "rep"), "--results", str(tmp_path / "res")]  # fmt: skip
+    r = CliRunner().invoke(main, args)
+    one_line_error(r, "estimated 2.5 h", "--max-hours 1", "--iters 50", "--max-hours 3")
+    assert asked == [(512, 128, tm.resolve_timing_options("paper", None, None, None, None).iters)]
+    assert not (tmp_path / "rep" / "table2.md").exists()

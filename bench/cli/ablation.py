@@ -80,6 +80,14 @@ _ROUNDS_HELP = ", ".join(f"{k} {min(_ROUNDS, n)}" for k, n in _ITERS.items())
 @threads_option()
 @device_option
 @click.option(
+    "--max-hours",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="refuse, before it starts, a timing estimated to run longer than this many hours "
+    "(the paper preset's 1500 iterations take hours on a CPU: pass --iters 50, or more hours)",
+)
+@click.option(
     "--allow-busy",
     is_flag=True,
     help="time even when other processes keep the CPUs busy (table2.md then says so); "
@@ -115,6 +123,7 @@ def ablation(
     progress,
     allow_busy,
     replace,
+    max_hours,
 ):
     """Table 2: time generation (z → x) and one solver iteration of the coupling and glow
     flows at the same width; glow with its 1×1 convolutions' inverse recomputed at every call
@@ -138,6 +147,8 @@ def ablation(
     P.check(targets, P.timing_source(facts), replace, "--out DIR and --results DIR", partial=True)
     with lock_results(Path(results_dir) / "timing.csv"), lock_reports(out):
         busy = _busy_before(allow_busy)  # (a live writer's refusal first: it is the cause)
+        threads = set_threads(threads, busy=busy["busy"])  # the estimate's count is the run's
+        _check_duration(tm, opts, dev, max_hours)
         text, written = _time_and_write(
             tm, opts, dev, threads, checkpoint, progress, rounds, seed, preset, out, results_dir,
             busy, replace, targets,
@@ -145,6 +156,26 @@ def ablation(
     click.echo(text)
     path, *files = written
     click.echo(f"wrote {path} and {', '.join(str(f) for f in files)}")
+
+
+def _check_duration(tm, opts, dev, max_hours) -> None:
+    """Say how long the timing will take (`bench.timing.estimate_seconds`) and refuse one
+    beyond --max-hours before it starts."""
+    import math
+
+    from bench.runner import format_duration
+
+    if opts.width is None:  # the width comes from a checkpoint: no estimate
+        return
+    est = tm.estimate_seconds(opts.width, opts.batch, opts.iters, opts.warmup, dev)
+    if est > max_hours * 3600:
+        raise BenchError(
+            f"estimated {format_duration(est)} on {dev} for {opts.iters} timed iterations per "
+            f"configuration at width {opts.width}, batch {opts.batch}: more than --max-hours "
+            f"{max_hours:g}; pass fewer --iters (the committed Table 2 used --iters 50), or "
+            f"--max-hours {math.ceil(est / 3600)} to accept it"
+        )
+    click.echo(f"estimated time on {dev}: {format_duration(est)}", err=True)
 
 
 def _busy_before(allow_busy: bool) -> dict:
