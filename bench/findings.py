@@ -1321,17 +1321,9 @@ def write_claims(
     )
 
 
-def claims_source(run_dir: str | Path, results_dir: str | Path = "results", realism=None):
-    """What claims.md of this run is made from (`bench.provenance.claims_source`): the run,
-    and the stored timing and realism results it quotes, when there are any (`realism`: the
-    source of a realism result about to be stored instead)."""
+def claims_source(run_dir: str | Path):
+    """What claims.md of this stored run is made from (`bench.provenance.claims_source`)."""
     from bench import provenance as P
     from bench.report import read_manifest
 
-    results_dir = Path(results_dir)
-    timing = None
-    if (results_dir / "timing.csv").is_file():  # what claims.md quotes: timing_results
-        timing = P.timing_source(timing_results(results_dir)[1])
-    if realism is None and (results_dir / REALISM_FILE).is_file():
-        realism = P.realism_source(load_realism(results_dir)[1])
-    return P.claims_source(P.run_source(read_manifest(run_dir)), timing, realism)
+    return P.claims_source(P.run_source(read_manifest(run_dir)))

@@ -20,8 +20,8 @@ here so that a report and the command that rebuilds it agree).
 
 from __future__ import annotations
 
-import contextlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,20 +64,26 @@ def sources_path(folder: str | Path) -> Path:
     return Path(folder) / SOURCES_FILE
 
 
-def foreign(folder: str | Path) -> str | None:
-    """Why `folder`'s sources.json is not a record bench wrote (unreadable, not JSON, another
-    layout), or None when it is ours or absent: such a file is never overwritten."""
+def _parse(folder: str | Path) -> tuple[dict, str | None]:
+    """(the files recorded in `folder`'s sources.json, None), or ({}, why it is not a record
+    bench wrote) — ({}, None) when there is none."""
     path = sources_path(folder)
     if not path.exists():
-        return None
+        return {}, None
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError, RecursionError) as e:
-        return f"is unreadable or not JSON ({type(e).__name__})"
+        return {}, f"is unreadable or not JSON ({type(e).__name__})"
     if not (isinstance(value, dict) and value.get("format") == FORMAT
             and isinstance(value.get("files"), dict)):  # fmt: skip
-        return "is not a bench record (no 'format' and 'files' of ours)"
-    return None
+        return {}, "is not a bench record (no 'format' and 'files' of ours)"
+    return {k: v for k, v in value["files"].items() if isinstance(v, dict)}, None
+
+
+def foreign(folder: str | Path) -> str | None:
+    """Why `folder`'s sources.json is not a record bench wrote (unreadable, not JSON, another
+    layout), or None when it is ours or absent: such a file is never overwritten."""
+    return _parse(folder)[1]
 
 
 def _refuse_foreign(folders: Iterable[Path], option: str) -> None:
@@ -100,16 +106,8 @@ def sidecar_path(path: str | Path) -> Path:
 
 def read_sources(folder: str | Path) -> dict[str, dict]:
     """{file name: {'label', 'key'}} recorded in `folder`; {} when there is no record or it is
-    unreadable (then every existing file counts as of unknown source, which refuses safely)."""
-    path = sources_path(folder)
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return {}
-    files = value.get("files") if isinstance(value, dict) else None
-    if not isinstance(files, dict):
-        return {}
-    return {k: v for k, v in files.items() if isinstance(v, dict)}
+    not ours (then every existing file counts as of unknown source, which refuses safely)."""
+    return _parse(folder)[0]
 
 
 def recorded(path: str | Path) -> dict | None:
@@ -189,13 +187,8 @@ def record(paths: Iterable[str | Path], source: Source, sidecar: bool = False) -
     for folder, files in by_folder.items():
         target = sources_path(folder)
         with locks.holding(target, "bench command"):
-            have = read_sources(folder)
-            for p in files:
-                if p.exists():
-                    have[p.name] = entry
-                else:
-                    have.pop(p.name, None)
-            have = {k: v for k, v in have.items() if (folder / k).exists()}
+            have = {**read_sources(folder), **{p.name: entry for p in files}}
+            have = {k: v for k, v in have.items() if (folder / k).exists()}  # gone: forgotten
             text = json.dumps({"format": FORMAT, "files": have}, indent=1, sort_keys=True)
             atomic_write_text(target, text + "\n")
 
@@ -205,24 +198,9 @@ def recorded_run(path: str | Path) -> str | None:
     rec = recorded(path) or {}
     key = rec.get("key") if isinstance(rec.get("key"), dict) else {}
     run = key.get("run")
-    if isinstance(run, dict):  # claims.md: {'run': table1 key, 'timing': …, 'realism': …}
+    if isinstance(run, dict):  # claims.md: {'run': its run's table1 key}
         run = run.get("run")
     return run if isinstance(run, str) else None
-
-
-@contextlib.contextmanager
-def claiming(
-    paths: Iterable[str | Path],
-    source: Source,
-    replace: bool = False,
-    option: str = "--out DIR",
-):
-    """`with claiming(paths, source, replace):` — check before the block writes the files,
-    record their source after it succeeds."""
-    paths = [Path(p) for p in paths]
-    check(paths, source, replace, option)
-    yield
-    record(paths, source)
 
 
 def rebuild_options(results_dir=None, out=None) -> str:
@@ -297,27 +275,18 @@ REALISM_KEYS = ("model", "real", "n", "seed", "repeats", "components")
 def realism_source(meta: Mapping) -> Source:
     """RESULTS/realism*: Figure 1's realism proxy of one flow against one set of real images."""
     key = {k: meta.get(k) for k in REALISM_KEYS}
-    import re
-
     model = str(meta.get("model") or "?")
     fp = re.search(r"fingerprint `([^`]+)`", model)
     flow = f"flow `{fp.group(1)}`" if fp else model.split(", trained on")[0]
     return Source(f"the realism proxy of {flow} (n = {key['n']}, seed {key['seed']})", key)
 
 
-def claims_source(run: Source, timing: Source | None = None, realism: Source | None = None):
+def claims_source(run: Source) -> Source:
     """claims.md: the claims of one run. The timing and realism results it quotes come from
     the same results folder, whose own records guard them, and claims.md names them and flags
     one of another flow or preset (`bench.findings.sources_line`); adding or updating them
-    updates the same run's claims."""
-    del timing, realism  # named in the report, not part of its identity
+    updates the same run's claims, so they are not part of its identity."""
     return Source("claims of " + run.label, {"run": dict(run.key)})
-
-
-def flow_source(identity: Mapping, label: str) -> Source:
-    """A flow's training (its history CSV; Figure 1 drawn from it): the settings that change
-    the trained model (`bench.train.training_identity`)."""
-    return Source(label, dict(identity))
 
 
 def perf_source(preset: str, width: int, device: str, cpu: str) -> Source:

@@ -266,7 +266,7 @@ _IDENTITY_KEYS = (
 
 def checkpoint_identity(ckpt: dict) -> dict:
     """The settings that change a checkpoint's trained model, named as `resume_mismatches`
-    names them (also the identity of its history file: `bench.provenance.flow_source`)."""
+    names them (also the identity of its history file: `training_source`)."""
     preset = ckpt.get("preset") or {}
     return {
         "seed": ckpt.get("seed", 0),

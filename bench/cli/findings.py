@@ -88,7 +88,7 @@ def findings(
                 run_dir, results_dir, checkpoint, data_root, samples, seed, progress, device,
                 replace, claims, threads,
             )  # fmt: skip
-        claims_src = F.claims_source(run_dir, results_dir)
+        claims_src = F.claims_source(run_dir)
         P.check([claims], claims_src, replace)
         path = F.write_claims(run_dir, results_dir, out)
         P.record([claims], claims_src)
@@ -150,7 +150,7 @@ def _realism(
     source = P.realism_source(facts)
     P.check(targets, source, replace, option="a --results folder holding a copy of the run")
     # the claims this realism result feeds must be writable too: refuse before computing
-    P.check([claims], F.claims_source(run_dir, results_dir, realism=source), replace)
+    P.check([claims], P.claims_source(P.run_source(man)), replace)
     set_threads(threads)  # after every refusal, before the work
     df = F.realism(flow, real.images.numpy(), n=n, seed=seed, progress=progress)
     facts.update(command=command_line(), nonfinite=df.attrs.get("nonfinite", {}))

@@ -45,7 +45,7 @@ def report(results_dir, out, run_id, replace) -> None:
         P.check(rep.table1_paths(out), run_src, replace)
         if timing is not None:
             P.check([table2], P.timing_source(timing[1]), replace)
-        claims_src = findings.claims_source(run_dir, results_dir)
+        claims_src = findings.claims_source(run_dir)
         P.check([claims], claims_src, replace)
         path = rep.write_table1(run_dir, out)
         P.record(rep.table1_paths(out), run_src)
