@@ -15,6 +15,7 @@ from bench.cli.common import (
     handle_errors,
     lock_reports,
     lock_results,
+    max_hours_option,
     out_option,
     progress_option,
     replace_option,
@@ -79,12 +80,9 @@ _ROUNDS_HELP = ", ".join(f"{k} {min(_ROUNDS, n)}" for k, n in _ITERS.items())
 )
 @threads_option()
 @device_option
-@click.option(
-    "--max-hours",
-    type=click.FloatRange(min=0, min_open=True),
-    default=1.0,
-    show_default=True,
-    help="refuse, before it starts, a timing estimated to run longer than this many hours "
+@max_hours_option(
+    1.0,
+    "refuse, before it starts, a timing estimated to run longer than this many hours "
     "(the paper preset's 1500 iterations take hours on a CPU: pass --iters 50, or more hours)",
 )
 @click.option(

@@ -420,6 +420,23 @@ def report_run(results_dir, out, run_id, report_file: str):
     return find_run(results_dir, run_id)
 
 
+def max_hours_option(default: float, help_text: str):
+    """--max-hours HOURS (the parameter `max_hours`): a command estimated to run longer is
+    refused before it starts (`bench run`, `bench ablation --timing`)."""
+
+    def deco(fn):
+        return click.option(
+            "--max-hours",
+            type=click.FloatRange(min=0, min_open=True),
+            metavar="HOURS",
+            default=default,
+            show_default=True,
+            help=help_text,
+        )(fn)
+
+    return deco
+
+
 def replace_option(fn):
     """--replace: overwrite reports or results made from another run, preset or dataset
     (`bench.provenance`); without it such a file is refused with one line."""

@@ -15,6 +15,7 @@ from bench.cli.common import (
     device_option,
     handle_errors,
     lock_reports,
+    max_hours_option,
     out_option,
     preset_option,
     progress_option,
@@ -93,13 +94,8 @@ MAX_HOURS = 24.0
     "trained first if missing)",
 )
 @click.option("--force", is_flag=True, help="recompute finished cells instead of resuming")
-@click.option(
-    "--max-hours",
-    type=click.FloatRange(min=0, min_open=True),
-    metavar="HOURS",
-    default=MAX_HOURS,
-    show_default=True,
-    help="refuse, before anything runs, a run whose estimated solve time is longer",
+@max_hours_option(
+    MAX_HOURS, "refuse, before anything runs, a run whose estimated solve time is longer"
 )
 @out_option()
 @results_option("results store (runs, checkpoints)")
