@@ -1,0 +1,109 @@
+"""One registry type for every kind of item a user can add: methods, tasks, datasets and flow
+architectures (README "Add your own method, task, dataset or flow").
+
+An item is an instance of the registry's base type with a non-empty ``name``. It registers by
+decorator or by call (``bench.register`` picks the registry from the item's base type); lookup
+by name fails with a one-line :class:`~bench.errors.BenchError` naming the choices; listing
+keeps the order of registration. Registering a second item under a name already taken is an
+error (a plugin must not silently replace a built-in), unless ``replace=True``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Generic, TypeVar
+
+from bench.errors import BenchError
+
+T = TypeVar("T")
+
+
+class RegistryError(BenchError):
+    """A registration that cannot be accepted: no name, a name taken, the wrong base type."""
+
+
+class Registry(Generic[T]):
+    """Named items of one base type, in registration order.
+
+    - `kind`: the word used in messages ('method', 'task', 'dataset', 'flow architecture');
+    - `base`: the type every item must be an instance of;
+    - `option`: the command-line option that names items of this kind (for messages)."""
+
+    def __init__(self, kind: str, base: type, option: str = ""):
+        self.kind = kind
+        self.base = base
+        self.option = option
+        self._items: dict[str, T] = {}
+        self._origin: dict[str, str] = {}
+
+    # -- registration ------------------------------------------------------------------------
+    def add(self, item, origin: str = "", replace: bool = False):
+        """Register an instance of `base`, or a subclass of it (instantiated without arguments).
+        Returns the argument unchanged, so it serves as a class decorator. Raises RegistryError
+        for the wrong type, a missing name, or a name already registered (unless `replace`)."""
+        inst = item() if isinstance(item, type) and issubclass(item, self.base) else item
+        if not isinstance(inst, self.base):
+            raise RegistryError(
+                f"{item!r} is not a {self.base.__module__}.{self.base.__qualname__}: a {self.kind} "
+                f"must subclass it"
+            )
+        name = getattr(inst, "name", "")
+        if not isinstance(name, str) or not name:
+            raise RegistryError(f"{item!r} has no name: set the class attribute `name`")
+        if name in self._items and not replace and self._items[name] is not inst:
+            where = self._origin.get(name) or "bench"
+            raise RegistryError(
+                f"duplicate {self.kind} name {name!r}"
+                + (f" from {origin}" if origin else "")
+                + f": {where} already registered one; rename it"
+            )
+        self._items[name] = inst
+        self._origin[name] = origin or getattr(type(inst), "__module__", "")
+        return item
+
+    def pop(self, name: str, default=None):
+        """Forget an item (tests and interactive use); returns it, or `default`."""
+        self._origin.pop(name, None)
+        return self._items.pop(name, default)
+
+    # -- lookup ------------------------------------------------------------------------------
+    def get(self, name) -> T:
+        """The item called `name` (an instance of `base` is returned as is); BenchError naming
+        the choices."""
+        if isinstance(name, self.base):
+            return name
+        try:
+            return self._items[name]
+        except (KeyError, TypeError):
+            fix = f" ({self.option})" if self.option else ""
+            raise BenchError(
+                f"unknown {self.kind} {name!r}{fix}: choose one of {', '.join(self._items)}"
+            ) from None
+
+    def origin(self, name: str) -> str:
+        """The module (or plugin) that registered `name`."""
+        return self._origin.get(name, "")
+
+    def names(self) -> list[str]:
+        return list(self._items)
+
+    def items(self):
+        return self._items.items()
+
+    def values(self):
+        return self._items.values()
+
+    def __contains__(self, name) -> bool:
+        return name in self._items
+
+    def __getitem__(self, name: str) -> T:
+        return self._items[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __repr__(self) -> str:
+        return f"<Registry of {len(self)} {self.kind}s: {', '.join(self._items)}>"
