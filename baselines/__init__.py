@@ -1,4 +1,4 @@
-"""The baselines of Table 1 (PROTOCOL §5), registered in `bench.methods.METHODS` on import.
+"""The baselines of Table 1 (PROTOCOL §5), one module each.
 
 This folder is installed as the import package ``bench_baselines`` (see pyproject.toml): a
 top-level package called ``baselines`` collides with an unrelated, widely installed one.
@@ -8,8 +8,7 @@ top-level package called ``baselines`` collides with an unrelated, widely instal
 - ``map``: MAP (Whang et al.), 1/(2σ²)‖G(z) − y‖² − β log p(G(z)), denoising only
   (``map-all``: every task; ``map-released``: the released code's sign defect);
 - ``bm3d``: BM3D on the noisy image (denoising only; no flow).
+
+Each module registers its method on import; `bench.plugins.BUILTIN_MODULES` imports them, in
+Table 1's row order, the way it loads a plugin.
 """
-
-from bench_baselines import bm3d, csgm, glowip, map  # noqa: F401  (registers the methods)
-
-__all__ = ["bm3d", "csgm", "glowip", "map"]

@@ -30,6 +30,7 @@ class BM3D(Method):
     label = "BM3D"
     weight_name = None
     needs_flow = False
+    default = True
     tasks = ("denoising",)
     skip_reason = "BM3D is a denoiser: it has no forward operator to invert for this task"
     sigma_psd = config.BM3D_SIGMA
@@ -38,7 +39,7 @@ class BM3D(Method):
         import bm3d
 
         y = torch.as_tensor(y).detach().cpu()
-        self._check(task, y, seeds)
+        self.check(task, y, seeds)
         hook, close = progress_hook(progress, y.shape[0])
         start = time.perf_counter()
         try:

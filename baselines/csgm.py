@@ -4,8 +4,7 @@ min ‖A G(z) − y‖₂² + γ‖z‖₂², z0 ~ N(0, I), Adam lr 5e-3; γ fro
 from __future__ import annotations
 
 from bench import config
-from bench.methods import FlowMethod, l2_fit, preset_grid, register
-from bench.tasks import get_task
+from bench.methods import FlowMethod, l2_fit, register
 
 
 class CSGM(FlowMethod):
@@ -14,13 +13,12 @@ class CSGM(FlowMethod):
     name = "csgm"
     label = "CSGM"
     weight_name = "gamma"
+    weight_symbol = "γ"
+    grid_field = "gamma_grid"
+    default_grid = config.GAMMA_GRID
+    paper_weights = config.PAPER_WEIGHTS["csgm"]
+    default = True
     init_std = 1.0
-
-    def grid(self, preset) -> tuple:
-        return preset_grid(preset, "gamma_grid")
-
-    def paper_weight(self, task) -> float | None:
-        return config.PAPER_WEIGHTS[self.name].get(get_task(task).name)
 
     def objective(self, flow, task, y, weight):
         gamma = float(weight)

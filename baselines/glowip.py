@@ -3,6 +3,7 @@ min ‖A G(z) − y‖₂² + γ‖z‖₂² started from z0 = 0; γ from the pr
 
 from __future__ import annotations
 
+from bench import config
 from bench.methods import register
 from bench_baselines.csgm import CSGM
 
@@ -12,6 +13,7 @@ class GlowIP(CSGM):
 
     name = "glowip"
     label = "GlowIP"
+    paper_weights = config.PAPER_WEIGHTS["glowip"]
     init_std = 0.0
 
 

@@ -26,6 +26,10 @@ class MAP(FlowMethod):
     name = "map"
     label = "MAP"
     weight_name = "beta"
+    weight_symbol = "β"
+    default_grid = (config.MAP_BETA,)
+    default = True
+    cost = 2.0  # the prior's second pass x → z through the flow
     init_std = config.LATENT_INIT_STD
     lr = config.MAP_LR
     tasks = ("denoising",)
@@ -36,6 +40,8 @@ class MAP(FlowMethod):
     def __init__(self, all_tasks: bool = False, released_sign: bool = False):
         self.all_tasks = all_tasks
         self.released_sign = released_sign
+        self.default = not (all_tasks or released_sign)
+        self.variant_of = None if self.default else "map"
         if all_tasks:
             self.name, self.label, self.tasks = "map-all", "MAP (all tasks)", None
         if released_sign:
@@ -43,10 +49,8 @@ class MAP(FlowMethod):
             self.label = self.label + " (released sign)"
             self.defect = "released code subtracts the NLL: the loss rewards unlikely images"
 
-    def grid(self, preset) -> tuple:
-        return (config.MAP_BETA,)
-
     def paper_weight(self, task) -> float | None:
+        """β = 0.5 on every task it handles (the paper fixes it, PROTOCOL §5)."""
         return config.MAP_BETA if self.supports(task) is None else None
 
     @staticmethod

@@ -17,7 +17,7 @@ DIM = CHANNELS * IMAGE_SIZE * IMAGE_SIZE  # 3072
 CELEBA_PARTITIONS = {"train": 0, "valid": 1, "test": 2}
 # official filename ranges (inclusive), used when list_eval_partition.txt is missing
 CELEBA_RANGES = {"train": (1, 162770), "valid": (162771, 182637), "test": (182638, 202599)}
-DATASETS = ("celeba", "builtin")  # --dataset (bench.data reads them)
+DATASETS = ("celeba", "builtin")  # --dataset: the built-ins of bench.datasets.DATASETS, in order
 EVAL_IMAGES = 192  # first 192 test images, 6 batches of 32
 EVAL_BATCH = 32
 
@@ -101,7 +101,11 @@ TIMING_BATCH = 128
 
 @dataclass(frozen=True)
 class Preset:
-    """Size knobs only; the protocol above is the same for every preset."""
+    """Size knobs only; the protocol above is the same for every preset.
+
+    `gamma_grid` and `alpha_grid` are the grids of the methods that declare them as their
+    `grid_field` (CSGM and GlowIP; the paper's solver); `grids` overrides any method's grid by
+    the method's name (plugins included), e.g. ``grids={"tikhonov": (0.01, 0.1)}``."""
 
     name: str
     hidden: int
@@ -114,9 +118,15 @@ class Preset:
     gamma_grid: tuple[float, ...] = GAMMA_GRID
     alpha_grid: tuple[float, ...] = ALPHA_GRID
     extra: dict = field(default_factory=dict)
+    grids: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """The preset as stored in runs and checkpoints (an empty `grids` is left out, so a
+        preset without overrides keeps the identity it had before overrides existed)."""
+        d = asdict(self)
+        if not d["grids"]:
+            del d["grids"]
+        return d
 
     def with_(self, **kw) -> Preset:
         return replace(self, **kw)

@@ -13,16 +13,22 @@ on, and subtracts this process's own CPU time (so it can also be read at the end
 without /proc/stat it falls back to the 1-minute load average (which counts this process too
 while it runs: read it before the work starts). Tests replace `busy_cpus` / `available_cpus`
 (or `PROC_STAT`) with fakes.
+
+The device helpers name the machine as the reports print it (`cpu_name`, `cpu_description`,
+`gpu_name`, `describe_device`; committed reports embed these strings, so their text must not
+change) and wait for queued CUDA work (`sync`). They import torch only when called.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import platform
 import time
 from pathlib import Path
 
 PROC_STAT = Path("/proc/stat")
+CPUINFO = Path("/proc/cpuinfo")
 BUSY_INTERVAL_S = 0.2  # how long `busy_cpus` watches the CPUs by default
 # `bench ablation --timing` refuses to time when other processes keep more CPUs busy than this
 TIMING_BUSY_LIMIT = 0.5
@@ -151,8 +157,91 @@ def describe_busy(busy: float | None, cpus: int | None = None) -> str:
     return text
 
 
+# ---- the device ------------------------------------------------------------------------------
+CPU_EXTENSIONS = ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16", "amx_tile")
+
+
+def _cpuinfo() -> tuple[list[str], set[str]]:
+    """The `model name` of every CPU in /proc/cpuinfo (in order) and the flags of the first
+    `flags` line that lists any; both empty when the file is unreadable."""
+    names: list[str] = []
+    flags: set[str] = set()
+    try:
+        lines = CPUINFO.read_text().splitlines()
+    except OSError:
+        return names, flags
+    for line in lines:
+        if line.startswith("model name"):
+            names.append(line.split(":", 1)[1].strip())
+        elif line.startswith("flags") and not flags:
+            flags = set(line.split(":", 1)[1].split())
+    return names, flags
+
+
+def cpu_name() -> str:
+    """The CPU's model: the first `model name` of /proc/cpuinfo, else the platform's processor
+    (or machine) name."""
+    names, _ = _cpuinfo()
+    return names[0] if names else platform.processor() or platform.machine()
+
+
+def cpu_description() -> dict:
+    """CPU model (the last `model name` of /proc/cpuinfo, else the platform's processor or
+    machine name), logical CPUs and the vector/matrix extensions torch can use:
+    {'cpu': ..., 'cpus': ..., 'cpu_ext': 'avx2 fma' or 'unknown'} (`bench perf`)."""
+    names, flags = _cpuinfo()
+    name = names[-1] if names else platform.processor() or platform.machine()
+    ext = [f for f in CPU_EXTENSIONS if f in flags]
+    return {"cpu": name, "cpus": os.cpu_count(), "cpu_ext": " ".join(ext) or "unknown"}
+
+
+def gpu_name(device) -> str:
+    """The name of a CUDA device (`torch.cuda.get_device_name`): `device` a device such as
+    'cuda:1' ('cuda': the current device) or an index."""
+    import torch
+
+    return torch.cuda.get_device_name(
+        device if isinstance(device, int) else torch.device(str(device))
+    )
+
+
+def describe_device(device, style: str = "run") -> str:
+    """The device in one line, as the reports print it.
+
+    style 'run' (run manifests; `bench.runner`'s text): 'cuda:0 (NAME, torch VERSION)' with the
+    GPU at the device's index (0 when it names none), else — also for a CUDA device without
+    CUDA — 'cpu (N cores, PROCESSOR, torch VERSION)' with the platform's processor name.
+    style 'timing' (Table 2's header): 'cuda:0 (NAME, cuDNN TF32 on|off)', else
+    'cpu (MODEL)' with the model of `cpu_name`."""
+    import torch
+
+    dev = str(device)
+    if style == "timing":
+        if dev.startswith("cuda"):
+            tf32 = f"cuDNN TF32 {'on' if torch.backends.cudnn.allow_tf32 else 'off'}"
+            return f"{dev} ({gpu_name(dev)}, {tf32})"
+        return f"cpu ({cpu_name()})"
+    if style != "run":
+        raise ValueError(f"unknown style {style!r}: 'run' or 'timing'")
+    if dev.startswith("cuda") and torch.cuda.is_available():
+        idx = torch.device(dev).index or 0
+        return f"{dev} ({gpu_name(idx)}, torch {torch.__version__})"
+    cpu = platform.processor() or platform.machine()
+    return f"cpu ({os.cpu_count()} cores, {cpu}, torch {torch.__version__})"
+
+
+def sync(device) -> None:
+    """Wait for the CUDA work queued on `device`; nothing on a CPU."""
+    if str(device).startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize(device)
+
+
 __all__ = [
     "BUSY_INTERVAL_S",
+    "CPUINFO",
+    "CPU_EXTENSIONS",
     "PROC_STAT",
     "TIMING_BUSY_LIMIT",
     "available_cpus",
@@ -160,7 +249,12 @@ __all__ = [
     "busy_mark",
     "busy_since",
     "choose_threads",
+    "cpu_description",
+    "cpu_name",
     "cpu_ticks",
     "default_threads",
     "describe_busy",
+    "describe_device",
+    "gpu_name",
+    "sync",
 ]

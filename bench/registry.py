@@ -4,8 +4,11 @@ architectures (README "Add your own method, task, dataset or flow").
 An item is an instance of the registry's base type with a non-empty ``name``. It registers by
 decorator or by call (``bench.register`` picks the registry from the item's base type); lookup
 by name fails with a one-line :class:`~bench.errors.BenchError` naming the choices; listing
-keeps the order of registration. Registering a second item under a name already taken is an
-error (a plugin must not silently replace a built-in), unless ``replace=True``.
+keeps the order of registration, with the items that declare ``default = True`` (those a run
+uses when none are named: Table 1's methods and tasks) first. Reading a registry first loads
+the built-ins and the plugins (`bench.plugins.ensure_loaded`), so every reader sees the same
+items in every process. Registering a second item under a name already taken is an error (a
+plugin must not silently replace a built-in), unless ``replace=True``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,11 @@ from typing import Generic, TypeVar
 from bench.errors import BenchError
 
 T = TypeVar("T")
+
+
+def describe_item(item) -> str:
+    """A class by its name ('class Tikhonov'), anything else by its repr."""
+    return f"class {item.__qualname__}" if isinstance(item, type) else repr(item)
 
 
 class RegistryError(BenchError):
@@ -36,20 +44,33 @@ class Registry(Generic[T]):
         self._items: dict[str, T] = {}
         self._origin: dict[str, str] = {}
 
+    def _ensure(self) -> None:
+        from bench import plugins
+
+        plugins.ensure_loaded()
+
     # -- registration ------------------------------------------------------------------------
     def add(self, item, origin: str = "", replace: bool = False):
         """Register an instance of `base`, or a subclass of it (instantiated without arguments).
         Returns the argument unchanged, so it serves as a class decorator. Raises RegistryError
         for the wrong type, a missing name, or a name already registered (unless `replace`)."""
-        inst = item() if isinstance(item, type) and issubclass(item, self.base) else item
+        if isinstance(item, type) and issubclass(item, self.base):
+            name = getattr(item, "name", "")
+            if type(self._items.get(name)) is item and not replace:
+                return item  # this class is registered already (by its module and again)
+            inst = item()
+        else:
+            inst = item
         if not isinstance(inst, self.base):
             raise RegistryError(
-                f"{item!r} is not a {self.base.__module__}.{self.base.__qualname__}: a {self.kind} "
-                f"must subclass it"
+                f"{describe_item(item)} is not a {self.base.__module__}."
+                f"{self.base.__qualname__}: a {self.kind} must subclass it"
             )
         name = getattr(inst, "name", "")
         if not isinstance(name, str) or not name:
-            raise RegistryError(f"{item!r} has no name: set the class attribute `name`")
+            raise RegistryError(
+                f"{describe_item(item)} has no name: set the class attribute `name`"
+            )
         if name in self._items and not replace and self._items[name] is not inst:
             where = self._origin.get(name) or "bench"
             raise RegistryError(
@@ -70,6 +91,7 @@ class Registry(Generic[T]):
     def get(self, name) -> T:
         """The item called `name` (an instance of `base` is returned as is); BenchError naming
         the choices."""
+        self._ensure()
         if isinstance(name, self.base):
             return name
         try:
@@ -77,33 +99,50 @@ class Registry(Generic[T]):
         except (KeyError, TypeError):
             fix = f" ({self.option})" if self.option else ""
             raise BenchError(
-                f"unknown {self.kind} {name!r}{fix}: choose one of {', '.join(self._items)}"
+                f"unknown {self.kind} {name!r}{fix}: choose one of {', '.join(self.ordered())}"
             ) from None
+
+    def ordered(self) -> list[str]:
+        """The names: the items declaring ``default = True`` first, each group in the order of
+        registration (no loading)."""
+        first = [n for n, item in self._items.items() if getattr(item, "default", False)]
+        return first + [n for n in self._items if n not in first]
+
+    def registered(self) -> list[str]:
+        """The names registered so far, without loading the built-ins or plugins first."""
+        return list(self._items)
 
     def origin(self, name: str) -> str:
         """The module (or plugin) that registered `name`."""
         return self._origin.get(name, "")
 
     def names(self) -> list[str]:
-        return list(self._items)
+        self._ensure()
+        return self.ordered()
 
     def items(self):
-        return self._items.items()
+        self._ensure()
+        return [(n, self._items[n]) for n in self.ordered()]
 
     def values(self):
-        return self._items.values()
+        self._ensure()
+        return [self._items[n] for n in self.ordered()]
 
     def __contains__(self, name) -> bool:
+        self._ensure()
         return name in self._items
 
     def __getitem__(self, name: str) -> T:
+        self._ensure()
         return self._items[name]
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._items)
+        self._ensure()
+        return iter(self.ordered())
 
     def __len__(self) -> int:
+        self._ensure()
         return len(self._items)
 
     def __repr__(self) -> str:
-        return f"<Registry of {len(self)} {self.kind}s: {', '.join(self._items)}>"
+        return f"<Registry of {len(self)} {self.kind}s: {', '.join(self.ordered())}>"

@@ -143,14 +143,14 @@ def one_line_error(result, *matches):
 def spy_decode(monkeypatch) -> list[int]:
     """Counts the files decoded (i.e. cache misses) by `bench.data.load_images`: one entry
     per decoding call, the number of files it decoded."""
-    from bench import data
+    from bench.datasets import celeba
 
     calls: list[int] = []
-    real = data._decode_all
+    real = celeba._decode_all
 
     def spy(paths, desc, progress):
         calls.append(len(paths))
         return real(paths, desc, progress)
 
-    monkeypatch.setattr(data, "_decode_all", spy)
+    monkeypatch.setattr(celeba, "_decode_all", spy)
     return calls

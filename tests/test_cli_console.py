@@ -68,7 +68,7 @@ def test_run_prints_the_images_loaded_and_times_the_checkpoints_flow(
         timed.append((args, kw))
         return real(*args, **kw)
 
-    monkeypatch.setattr(runner, "time_solver_iteration", spy)
+    monkeypatch.setattr(runner.estimate, "time_solver_iteration", spy)
     args = ["run", "--table", "1", "--preset", "smoke", "--dataset", "celeba"]
     args += ["--data-root", str(small_celeba), "--checkpoint", str(width8_checkpoint)]
     args += ["--methods", "ours", "--tasks", "denoising", "--device", "cpu", "--threads", "1"]
@@ -98,8 +98,8 @@ def test_estimate_counts_loaded_images_the_real_flow_and_bm3d(monkeypatch):
         calls.setdefault("method", []).append((method, task))
         return 2.0  # seconds per image
 
-    monkeypatch.setattr(runner, "time_solver_iteration", fake_solver)
-    monkeypatch.setattr(runner, "time_method_image", fake_method)
+    monkeypatch.setattr(runner.estimate, "time_solver_iteration", fake_solver)
+    monkeypatch.setattr(runner.estimate, "time_method_image", fake_method)
     plan = runner.plan_table1(SMOKE, "ours,bm3d", "denoising").with_images(test=1, select=2)
     cfg = tiny_flow().arch_config
     est = runner.estimate_seconds(plan, "cpu", flow_config=cfg)

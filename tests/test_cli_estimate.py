@@ -42,7 +42,7 @@ def spies(monkeypatch):
         return real_timer(*args, **kw)
 
     monkeypatch.setattr(runner, "estimate_seconds", estimate)
-    monkeypatch.setattr(runner, "time_solver_iteration", timer)
+    monkeypatch.setattr(runner.estimate, "time_solver_iteration", timer)
     return seen
 
 

@@ -30,6 +30,7 @@ from bench.data import (
     to_model,
     to_pixels,
 )
+from bench.datasets import builtin
 from bench.errors import DataError
 
 TRAIN_FILES = ["000001.jpg", "000002.jpg", "000003.jpg", "000004.jpg"]
@@ -339,7 +340,7 @@ def test_builtin_sets():
 
 def test_builtin_deterministic_and_limit():
     a = _load("builtin", "test")
-    data._builtin_partition.cache_clear()  # regenerate from scratch
+    builtin._builtin_partition.cache_clear()  # regenerate from scratch
     b = _load("builtin", "test")
     assert a.names == b.names and torch.equal(a.images, b.images) and a.fingerprint == b.fingerprint
     c = _load("builtin", "test", limit=10)

@@ -21,6 +21,7 @@ from PIL import Image
 
 import bench.data as data
 from bench.data import DataWarning, ImageSet, load_images
+from bench.datasets import celeba, celeba_files
 from bench.errors import DataError
 
 TRAIN = ["000001.jpg", "000002.jpg", "000003.jpg"]
@@ -68,7 +69,7 @@ def _listed(root: Path) -> dict[str, list[str]]:
     """The present files of each partition as the loader sees them (no decoding)."""
     with warnings.catch_warnings():
         warnings.simplefilter("error", DataWarning)  # nothing may be left out here
-        return {p: data._list_celeba(root, p).files for p in OFFICIAL}
+        return {p: celeba_files.list_celeba(root, p).files for p in OFFICIAL}
 
 
 def _one_line(exc: pytest.ExceptionInfo) -> str:
@@ -132,7 +133,7 @@ def test_partition_file_joined_with_cat_keeps_both_halves(root):
 
 def test_duplicate_line_counts_once(root):
     _write_partition(root, "\n".join(_lines() + ["000001.jpg 0"]) + "\n")
-    listing = data._list_celeba(root, "train")
+    listing = celeba_files.list_celeba(root, "train")
     assert listing.files == TRAIN and listing.official == TRAIN
 
 
@@ -210,7 +211,7 @@ def test_image_files_in_no_partition_are_counted_in_a_warning(root, with_partiti
         s = _load("celeba", "train", root=root)
     assert s.names == TRAIN
     with pytest.warns(DataWarning) as record:
-        listing = data._list_celeba(root, "train")
+        listing = celeba_files.list_celeba(root, "train")
     assert listing.unlisted == sorted(odd)
     assert all(n in str(record[0].message) for n in sorted(odd))
 
@@ -235,8 +236,8 @@ def test_exif_orientation_is_applied(root):
     with Image.open(path) as img:
         img.load()
         assert img.getexif()[0x0112] == 6
-        upright = data._preprocess(img.transpose(Image.Transpose.ROTATE_270))
-        as_stored = data._preprocess(img)
+        upright = celeba._preprocess(img.transpose(Image.Transpose.ROTATE_270))
+        as_stored = celeba._preprocess(img)
     assert not np.array_equal(upright, as_stored)
     s = _load("celeba", "test", root=root)
     assert s.names == TEST

@@ -51,7 +51,7 @@ def test_figure1_keeps_a_short_title_on_its_lines():
 @pytest.mark.parametrize("n", [1, 4, 8])
 def test_mosaic_title_fits(n):
     rows = [("target", np.zeros((n, 3, 32, 32), np.uint8)), ("measurement", None)]
-    fig = report._mosaic(rows, n, f"Figure 3: denoising — {LONG_COMMAND}")
+    fig = report.mosaic(rows, n, f"Figure 3: denoising — {LONG_COMMAND}")
     assert_title_fits(fig)
 
 
@@ -79,6 +79,8 @@ def test_grid_search_title_fits(monkeypatch, tmp_path):
     }
     data = report.RunData(tmp_path, manifest, rows=None, cache={"grid": grid})
     saved = []
-    monkeypatch.setattr(report, "_save", lambda fig, path: saved.append(fig) or path)
+    monkeypatch.setattr(
+        "bench.report.grid_figure.save_png", lambda fig, path: saved.append(fig) or path
+    )
     report.write_grid_png(data, tmp_path / "grid.png")
     assert_title_fits(saved[0])

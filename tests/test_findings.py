@@ -87,7 +87,7 @@ def _ci(lo, hi):
     ],
 )
 def test_better_verdicts(psnr, ssim, verdict):
-    assert findings._verdict_better(_ci(*psnr), _ci(*ssim)) == verdict
+    assert findings.verdict_better(_ci(*psnr), _ci(*ssim)) == verdict
 
 
 @pytest.mark.parametrize(
@@ -99,7 +99,7 @@ def test_better_verdicts(psnr, ssim, verdict):
     ],
 )
 def test_tie_verdicts(psnr, ssim, verdict):
-    assert findings._verdict_tie(_ci(*psnr), _ci(*ssim)) == verdict
+    assert findings.verdict_tie(_ci(*psnr), _ci(*ssim)) == verdict
 
 
 def test_frechet_distance_of_gaussians():
@@ -341,7 +341,7 @@ def test_verdicts_need_enough_images_and_a_trained_flow(n, preset, model, verdic
     assert bm3d["verdict"] == verdict and bm3d["comparisons"][0]["verdict"] == verdict
     assert bm3d["intervals"] == "supported"  # what the intervals alone say
     assert claims["ours>csgm"]["verdict"] == "not run"  # nothing measured, nothing withheld
-    assert findings._claim_evidence(bm3d, model).startswith(f"n = {n} images per task; flow of")
+    assert findings.claim_evidence(bm3d, model).startswith(f"n = {n} images per task; flow of")
 
 
 def test_a_contradiction_at_the_threshold_stands():
@@ -382,7 +382,7 @@ def _realism_files(path, best, n=500, floor=30.0, meta=None):
 )  # fmt: skip
 def test_realism_verdict_needs_samples_close_to_real_images(tmp_path, best, n, flow, verdict):
     _realism_files(tmp_path, best, n, meta={"n": n, "flow": flow})
-    lines, v, evidence = findings._realism_section(tmp_path)
+    lines, v, evidence = findings.realism_section(tmp_path)
     assert v == verdict
     assert evidence.startswith(f"{n} samples per σ × 20 draws; flow of {flow['epochs']} epoch(s)")
     assert f"within 2× the floor (≤ 60.00). Evidence: {evidence}. Verdict: **{v}**." in lines[-1]
@@ -392,11 +392,11 @@ def test_realism_takes_the_run_flow_when_the_meta_names_its_fingerprint(tmp_path
     model = "coupling flow, width 128, fingerprint `abc123`, validation 2.8 bits/dim"
     _realism_files(tmp_path, (32.0, 35.0, 38.0), meta={"n": 500, "model": model})
     run = {**TRAINED, "fingerprint": "abc123"}
-    assert findings._realism_section(tmp_path, run)[1] == "supported"
-    assert findings._realism_section(tmp_path, {**run, "epochs": 1})[1] == (
+    assert findings.realism_section(tmp_path, run)[1] == "supported"
+    assert findings.realism_section(tmp_path, {**run, "epochs": 1})[1] == (
         "not meaningful at this size (flow trained 1 epoch(s) < 10)"
     )
-    other = findings._realism_section(tmp_path, {**run, "fingerprint": "zzz"})
+    other = findings.realism_section(tmp_path, {**run, "fingerprint": "zzz"})
     assert other[1] == "not meaningful at this size (the flow is not recorded)"
 
 
@@ -420,7 +420,7 @@ def test_timing_verdict_says_what_it_measured(tmp_path, meta, verdict):
          "ms": [10.0, 11.0, 10.5, 25.0, 24.0, 24.5]}
     ).to_csv(tmp_path / "timing.csv", index=False)  # fmt: skip
     (tmp_path / "timing_meta.json").write_text(json.dumps(meta))
-    lines, v, evidence = findings._timing_section(tmp_path)
+    lines, v, evidence = findings.timing_section(tmp_path)
     assert v == verdict
     assert evidence == (
         f"width {meta['width']}, batch {meta['batch']}, {meta['iters']} timed iterations per "

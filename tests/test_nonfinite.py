@@ -288,15 +288,15 @@ def _d(lo, hi, **kw):
 def test_verdicts_with_infinite_psnr_differences():
     up = {"mean": INF, "lo": math.nan, "hi": math.nan, "n_pos_inf": 2, "n_neg_inf": 0}
     down = {**up, "mean": -INF, "n_pos_inf": 0, "n_neg_inf": 2}
-    v = findings._verdict_better(up, _d(0.01, 0.02))
+    v = findings.verdict_better(up, _d(0.01, 0.02))
     assert v == (
         "supported on SSIM; PSNR difference +inf on 2 image(s) (a exact, b not): no interval"
     )
-    assert findings._verdict_better(down, _d(-0.02, -0.01)).startswith("contradicted on SSIM; ")
-    assert findings._verdict_better(up, _d(-0.02, 0.01)).startswith("undetermined (")
-    assert findings._verdict_better(up, _d(-0.02, -0.01)).startswith("undetermined (")
-    assert findings._verdict_tie(up, _d(-0.005, 0.005)).startswith("undetermined (")
-    assert findings._verdict_tie(up, _d(0.02, 0.03)).startswith("contradicted (SSIM")
+    assert findings.verdict_better(down, _d(-0.02, -0.01)).startswith("contradicted on SSIM; ")
+    assert findings.verdict_better(up, _d(-0.02, 0.01)).startswith("undetermined (")
+    assert findings.verdict_better(up, _d(-0.02, -0.01)).startswith("undetermined (")
+    assert findings.verdict_tie(up, _d(-0.005, 0.005)).startswith("undetermined (")
+    assert findings.verdict_tie(up, _d(0.02, 0.03)).startswith("contradicted (SSIM")
 
 
 @pytest.fixture
@@ -346,10 +346,10 @@ def test_claims_say_how_many_images_were_exact_and_never_nan(pair_run, tmp_path)
 
 
 def test_seed_spreads_with_infinite_means():
-    assert findings._spread([INF, INF], 2) == "0 (all +inf)"
-    assert findings._spread([INF, 30.0], 2) == "+inf (some means +inf)"
-    assert findings._spread([30.0, 31.5], 2) == "1.50"
-    assert findings._mean_defined([math.nan, 0.5], 2, "why").startswith("undefined (why)")
+    assert findings.spread([INF, INF], 2) == "0 (all +inf)"
+    assert findings.spread([INF, 30.0], 2) == "+inf (some means +inf)"
+    assert findings.spread([30.0, 31.5], 2) == "1.50"
+    assert findings.mean_defined([math.nan, 0.5], 2, "why").startswith("undefined (why)")
 
 
 # ---- findings: realism and speed ratio ----------------------------------------------------------
@@ -377,7 +377,7 @@ def _realism_csv(path, fd_lo=1.0):
 
 def test_realism_section_with_undefined_values_says_so(tmp_path):
     _realism_csv(tmp_path / findings.REALISM_FILE)
-    lines, verdict, _ = findings._realism_section(tmp_path)
+    lines, verdict, _ = findings.realism_section(tmp_path)
     text = "\n".join(lines)
     assert verdict == "undetermined (interval undefined)"
     assert "| σ = 0.5 | 5.00 [4.00, 6.00] | +inf [interval undefined] |" in text

@@ -225,7 +225,7 @@ def test_the_estimate_counts_only_the_jobs_the_cpus_hold(fake_machine, monkeypat
     """`--jobs 3` on 2 CPUs was estimated at a third of one job's time and took half of it."""
     from bench import config, runner
 
-    monkeypatch.setattr(runner, "time_solver_iteration", lambda *a, **k: 1.0)
+    monkeypatch.setattr(runner.estimate, "time_solver_iteration", lambda *a, **k: 1.0)
     plan = runner.plan_table1(config.get_preset("smoke"), "ours", "denoising")
     plan = plan.with_images(test=1, select=2)
     fake_machine.update(cpus=2)

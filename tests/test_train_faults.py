@@ -11,7 +11,7 @@ from conftest import invoke, one_line_error
 
 from bench.config import get_preset
 from bench.errors import CheckpointError
-from bench.flows.architectures import MultiScaleFlow
+from bench.flows.multiscale import MultiScaleFlow
 from bench.train import TrainingDiverged, load_checkpoint, train
 
 TINY = get_preset("smoke").with_(name="tiny", hidden=8, epochs=1, train_images=128, valid_images=32)
@@ -179,15 +179,15 @@ def test_the_cli_seed_example(ckpt):
 
 
 def test_another_dataset_is_refused(ckpt, tmp_path):
-    from bench.train import _check_resume
+    from bench.train import check_resume
 
     stored = torch.load(ckpt, weights_only=True)
     with pytest.raises(CheckpointError, match="dataset \\(--dataset\\) builtin, not celeba"):
-        _check_resume(ckpt, stored, {"dataset (--dataset)": "celeba"})
+        check_resume(ckpt, stored, {"dataset (--dataset)": "celeba"})
     with pytest.raises(CheckpointError, match="training files"):
-        _check_resume(ckpt, stored, {"training files (--data-root)": "other"})
+        check_resume(ckpt, stored, {"training files (--data-root)": "other"})
     with pytest.raises(CheckpointError, match="learning rate 0.0001, not 0.001"):
-        _check_resume(ckpt, stored, {"learning rate": 1e-3})
+        check_resume(ckpt, stored, {"learning rate": 1e-3})
 
 
 # ---- 4. two writers ------------------------------------------------------------------------

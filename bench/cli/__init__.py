@@ -21,3 +21,8 @@ def main() -> None:
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _mod != "common":
         importlib.import_module(f"{__name__}.{_mod}")
+
+from bench.cli.common import plugin_option  # noqa: E402
+
+for _command in main.commands.values():
+    plugin_option(_command)

@@ -140,6 +140,8 @@ def handle_errors(fn):
             ):
                 warnings.simplefilter("once", BenchWarning)
                 warnings.showwarning = _show_warning
+                load_plugins(kwargs.pop("plugin", ()))
+                check_registered(kwargs)
                 return fn(*args, **kwargs)
         except BenchError as e:
             click.echo(f"error: {e}", err=True)
@@ -158,6 +160,48 @@ def handle_errors(fn):
             sys.exit(130)
 
     return wrapper
+
+
+def plugin_option(command: click.Command) -> None:
+    """Give a command the repeatable ``--plugin FILE_OR_MODULE`` (every command has it; the
+    command's `handle_errors` loads the plugins before anything else runs)."""
+    command.params.append(
+        click.Option(
+            ["--plugin"],
+            multiple=True,
+            metavar="FILE_OR_MODULE",
+            help="load a plugin: a .py file or a module registering a method, task, dataset or "
+            "flow (repeatable; also BENCH_PLUGINS)",
+        )
+    )
+
+
+def load_plugins(specs) -> None:
+    """Load --plugin specs (and BENCH_PLUGINS) before the command runs, and pass them on to
+    the processes it starts (joblib and Dask workers read BENCH_PLUGINS). PluginError (one
+    line, exit 2) for a broken plugin."""
+    from bench import plugins
+
+    specs = [*plugins.env_specs(), *specs]
+    if specs:
+        plugins.export_to_environment(plugins.load(specs))
+
+
+# options naming a registered item, checked once the plugins are loaded (so a plugin's
+# dataset or architecture is a valid choice): option -> registry kind in bench.plugins
+REGISTERED_OPTIONS = {"dataset": "datasets", "arch": "flows"}
+
+
+def check_registered(kwargs: dict) -> None:
+    """A one-line error (exit 2) for --dataset or --arch naming nothing registered."""
+    wanted = {k: kwargs[k] for k in REGISTERED_OPTIONS if kwargs.get(k) is not None}
+    if not wanted:
+        return
+    from bench import plugins
+
+    registries = plugins.registries()
+    for option, name in wanted.items():
+        registries[REGISTERED_OPTIONS[option]].get(name)
 
 
 def command_line() -> str:
@@ -375,14 +419,24 @@ def preset_option(default: str | None = None):
 
 
 def dataset_option(fn):
-    from bench.config import DATASETS  # not bench.data: that imports torch
-
     return click.option(
         "--dataset",
-        type=click.Choice(list(DATASETS)),
         default="builtin",
         show_default=True,
-        help="celeba, or builtin: scikit-image photographs bundled offline (not CelebA)",
+        metavar="NAME",
+        help="celeba, builtin (scikit-image photographs bundled offline, not CelebA), or a "
+        "plugin's dataset",
+    )(fn)
+
+
+def arch_option(fn):
+    """--arch: a registered flow architecture (coupling, glow, or a plugin's)."""
+    return click.option(
+        "--arch",
+        default="coupling",
+        show_default=True,
+        metavar="NAME",
+        help="flow architecture: coupling (the paper's), glow, or a plugin's",
     )(fn)
 
 

@@ -6,13 +6,11 @@ import click
 
 from bench import config
 from bench.cli import main
-from bench.cli.common import handle_errors
+from bench.cli.common import arch_option, handle_errors
 
 
 @main.command()
-@click.option(
-    "--arch", type=click.Choice(["coupling", "glow"]), default="coupling", show_default=True
-)
+@arch_option
 @click.option(
     "--hidden",
     type=click.IntRange(min=1),

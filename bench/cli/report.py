@@ -34,7 +34,8 @@ def report(results_dir, out, run_id, replace) -> None:
     from bench import timing as tm
 
     run_dir = report_run(results_dir, out, run_id, rep.TABLE1_FILE)
-    run_src = P.run_source(rep.read_manifest(run_dir))
+    manifest = rep.read_manifest(run_dir)
+    run_src = P.run_source(manifest)
     timing = None
     if (Path(results_dir) / "timing.csv").is_file():
         timing = tm.load_timings(results_dir)
@@ -42,13 +43,13 @@ def report(results_dir, out, run_id, replace) -> None:
     claims = Path(out) / findings.CLAIMS_FILE
     with lock_reports(out):
         # every report is checked before any is written: all are rebuilt, or none
-        P.check(rep.table1_paths(out), run_src, replace)
+        P.check(rep.table1_paths(out, manifest), run_src, replace)
         if timing is not None:
             P.check([table2], P.timing_source(timing[1]), replace)
         claims_src = findings.claims_source(run_dir)
         P.check([claims], claims_src, replace)
         path = rep.write_table1(run_dir, out)
-        P.record(rep.table1_paths(out), run_src)
+        P.record(rep.table1_paths(out, manifest), run_src)
         click.echo(rep.console_table(run_dir))
         click.echo(f"run: {run_dir}")
         click.echo(f"report: {path} (with {Path(out) / rep.GRID_FILE} and Figures 3–6)")

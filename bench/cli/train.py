@@ -11,6 +11,7 @@ from bench import config
 from bench.cli import main
 from bench.cli.common import (
     DEFAULT_OUT,
+    arch_option,
     command_line,
     data_options,
     dataset_option,
@@ -33,9 +34,7 @@ FIGURE1_FILE = "fig1_samples.png"
 @main.command()
 @preset_option()
 @data_options
-@click.option(
-    "--arch", type=click.Choice(["coupling", "glow"]), default="coupling", show_default=True
-)
+@arch_option
 @click.option(
     "--epochs",
     type=click.IntRange(min=1),

@@ -1,194 +1,60 @@
-"""The two multi-scale architectures (PROTOCOL §2 `coupling`, PROTOCOL §3 `glow`) and their
-log-likelihood in bits per dimension of the 5-bit data."""
+"""What a flow architecture is (PROTOCOL §2 `coupling`, PROTOCOL §3 `glow`, or one a user
+registers), and the registry ``--arch`` chooses from. The built-ins are
+:mod:`bench.flows.coupling` and :mod:`bench.flows.glow`; :mod:`bench.flows.multiscale`
+assembles a flow from one."""
 
 from __future__ import annotations
 
-import math
-from collections.abc import Sequence
-
-import torch
-from torch import nn
-
-from bench import config
-from bench.flows.base import FlowLayer, FlowSequence
-from bench.flows.layers import (
-    ActNorm,
-    AffineCoupling,
-    InvConv1x1,
-    Squeeze,
-    data_initialization,
-    reference_path,
-)
-
-ARCHITECTURES = ("coupling", "glow")
+from bench.flows.base import FlowLayer
+from bench.registry import Registry
 
 
-class MultiScaleFlow(FlowLayer):
-    """Scales of squeeze → K flow steps, optionally splitting half of the channels off to
-    the latent after a scale. The latent is one flat vector per image (`(B, D)`), the
-    concatenation of the split-off pieces and the final map, each following N(0, I).
+class FlowArchitecture:
+    """The flow steps of a multi-scale flow (:class:`~bench.flows.multiscale.MultiScaleFlow`:
+    per scale a squeeze, then `steps[i]` flow steps, then optionally half the channels split
+    off to the latent).
 
-    `forward(x) -> (z, log|det dz/dx|)` with `z` of shape `(B, D)`;
-    `inverse(z) -> (x, log|det dx/dz|)`: generation, the solvers' G(z) and its log-det."""
+    Class attributes:
 
-    def __init__(
-        self,
-        arch: str,
-        hidden: int,
-        steps: Sequence[int],
-        splits: Sequence[bool],
-        in_channels: int = config.CHANNELS,
-        size: int = config.IMAGE_SIZE,
-        inv_mode: str = "cached",
-    ):
-        super().__init__()
-        if arch not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {arch!r}: choose {', '.join(ARCHITECTURES)}")
-        if len(steps) != len(splits):
-            raise ValueError("steps and splits need one entry per scale")
-        self.arch_config = {
-            "arch": arch,
-            "hidden": hidden,
-            "steps": list(steps),
-            "splits": list(splits),
-            "in_channels": in_channels,
-            "size": size,
-            "inv_mode": inv_mode,
-        }
-        self.arch = arch
-        self.input_shape = (in_channels, size, size)
-        self.dim = in_channels * size * size
-        c, s = in_channels, size
-        swap = False
-        scales, self.latent_shapes = [], []
-        for k, split in zip(steps, splits, strict=True):
-            if s % 2:
-                raise ValueError(f"cannot squeeze a {s}x{s} map: use fewer levels")
-            c, s = 4 * c, s // 2
-            layers: list[FlowLayer] = [Squeeze()]
-            for _ in range(k):
-                layers.append(ActNorm(c))
-                if arch == "glow":
-                    layers.append(InvConv1x1(c, inv_mode))
-                layers.append(AffineCoupling(c, hidden, s, transform_first=swap))
-                if arch == "coupling":
-                    swap = not swap
-            scales.append(FlowSequence(layers))
-            if split:
-                self.latent_shapes.append((c // 2, s, s))
-                c //= 2
-        self.latent_shapes.append((c, s, s))
-        self.splits = list(splits)
-        self.scales = nn.ModuleList(scales)
-        assert sum(math.prod(sh) for sh in self.latent_shapes) == self.dim
+    - `name`: what ``--arch`` and checkpoints (``arch_config['arch']``) call it;
+    - `label`: one line saying what it is, for reports;
+    - `levels`: the number of scales of the paper's flow (``len(steps)``);
+    - `steps`: flow steps per scale, `splits`: whether half the channels leave after each
+      scale; the defaults of ``build_flow`` (PROTOCOL §2, §3).
 
-    # -- contract ----------------------------------------------------------------------------
-    def forward(self, x):
-        logdet = x.new_zeros(x.shape[0])
-        pieces = []
-        h = x
-        for scale, split in zip(self.scales, self.splits, strict=True):
-            h, ld = scale(h)
-            logdet = logdet + ld
-            if split:
-                zi, h = h.chunk(2, dim=1)
-                pieces.append(zi.flatten(1))
-        pieces.append(h.flatten(1))
-        return torch.cat(pieces, dim=1), logdet
+    :meth:`step` returns the layers of one flow step. The layers, their order and their
+    constructor arguments fix the parameter names and the random initialisation of a flow:
+    changing them makes existing checkpoints of the architecture unloadable.
+    """
 
-    def inverse(self, z):
-        sizes = [math.prod(sh) for sh in self.latent_shapes]
-        pieces = list(z.split(sizes, dim=1))
-        b = z.shape[0]
-        h = pieces.pop().view(b, *self.latent_shapes[-1])
-        logdet = z.new_zeros(b)
-        shapes = self.latent_shapes[:-1]
-        for scale, split in zip(reversed(self.scales), reversed(self.splits), strict=True):
-            if split:
-                zi = pieces.pop().view(b, *shapes.pop())
-                h = torch.cat([zi, h], dim=1)
-            h, ld = scale.inverse(h)
-            logdet = logdet + ld
-        return h, logdet
+    name: str = ""
+    label: str = ""
+    levels: int = 0
+    steps: tuple[int, ...] = ()
+    splits: tuple[bool, ...] = ()
 
-    # -- helpers -----------------------------------------------------------------------------
-    def set_inv_mode(self, mode: str) -> MultiScaleFlow:
-        """Switch every invertible 1×1 convolution to `mode` (same matrices), and record it
-        in `arch_config` so that a checkpoint of the switched flow rebuilds in that mode."""
-        for m in self.modules():
-            if isinstance(m, InvConv1x1):
-                m.set_mode(mode)
-        self.arch_config["inv_mode"] = mode
-        return self
+    def step(
+        self, channels: int, hidden: int, size: int, index: int, inv_mode: str = "cached"
+    ) -> list[FlowLayer]:
+        """The layers of flow step `index` (counted from 0 across all scales) acting on maps of
+        `channels` × `size` × `size`; `hidden` is the coupling networks' width and `inv_mode`
+        the inverse mode of any invertible 1×1 convolution (``bench.flows.INV_MODES``)."""
+        raise NotImplementedError
 
-    @torch.no_grad()
-    def initialize(self, x: torch.Tensor) -> None:
-        """Data-dependent initialisation (PROTOCOL §2) of every ActNorm not yet initialised, the
-        ones inside the coupling networks included, from one batch `x` of shape (B, C, H, W)
-        in model space [-1, 1): one forward pass on the straightforward path, so that each
-        ActNorm sees the activations that the layers before it (initialised first) produce."""
-        with reference_path(), data_initialization():
-            self.forward(x)
-
-    def is_initialized(self) -> bool:
-        """Whether every ActNorm of the flow holds data-initialised values."""
-        return all(bool(m.initialized) for m in self.modules() if isinstance(m, ActNorm))
-
-    def num_params(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
-    def num_steps(self) -> int:
-        return sum(self.arch_config["steps"])
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor:
-        """log p(x) per image, for x in model space [-1, 1)^D."""
-        z, logdet = self.forward(x)
-        return standard_normal_logprob(z) + logdet
-
-    def bits_per_dim(self, x: torch.Tensor) -> torch.Tensor:
-        """Negative log-likelihood of the dequantized 5-bit data `x5 + u` in [0, 32)^D in
-        bits per dimension (a uniform model scores 5.0), per image."""
-        return nll_to_bpd(-self.log_prob(x), self.dim)
-
-    def sample(self, n: int, std: float = 1.0, generator: torch.Generator | None = None):
-        """n images in model space from z ~ N(0, std² I) (std 0 gives z = 0)."""
-        device = next(self.parameters()).device
-        z = torch.randn(n, self.dim, generator=generator, device="cpu").to(device) * std
-        return self.inverse(z)[0]
+    def __repr__(self) -> str:
+        return f"<flow architecture {self.name!r}: {self.label}>"
 
 
-def standard_normal_logprob(z: torch.Tensor) -> torch.Tensor:
-    """log N(z; 0, I) summed per sample."""
-    return -0.5 * (z.pow(2) + math.log(2 * math.pi)).flatten(1).sum(1)
+FLOWS: Registry[FlowArchitecture] = Registry("flow architecture", FlowArchitecture, "--arch")
+# the names --arch accepts (the registry itself: `in`, iteration and ", ".join work on it)
+ARCHITECTURES = FLOWS
 
 
-def nll_to_bpd(nll_model: torch.Tensor, dim: int) -> torch.Tensor:
-    """Convert an NLL of x in [-1, 1)^D (nats) to bits/dim of v = 16(x + 1) in [0, 32)^D."""
-    scale = config.N_BINS / 2  # dv/dx = 16
-    return (nll_model + dim * math.log(scale)) / (dim * math.log(2))
-
-
-def build_flow(
-    arch: str = "coupling",
-    hidden: int = config.HIDDEN,
-    steps: Sequence[int] | None = None,
-    splits: Sequence[bool] | None = None,
-    in_channels: int = config.CHANNELS,
-    size: int = config.IMAGE_SIZE,
-    inv_mode: str = "cached",
-) -> MultiScaleFlow:
-    """The paper's flows (PROTOCOL §2–3); `hidden`, `steps`, `splits`, `size` shrink them."""
-    if arch == "coupling":
-        steps = config.COUPLING_STEPS if steps is None else steps
-        splits = config.COUPLING_SPLITS if splits is None else splits
-    elif arch == "glow":
-        steps = config.GLOW_STEPS if steps is None else steps
-        splits = config.GLOW_SPLITS if splits is None else splits
-    else:
-        raise ValueError(f"unknown architecture {arch!r}: choose {', '.join(ARCHITECTURES)}")
-    return MultiScaleFlow(arch, hidden, steps, splits, in_channels, size, inv_mode)
-
-
-def flow_from_config(cfg: dict) -> MultiScaleFlow:
-    """Rebuild a flow from its `arch_config` (as stored in checkpoints)."""
-    return MultiScaleFlow(**cfg)
+def get_architecture(arch: str | FlowArchitecture) -> FlowArchitecture:
+    """The registered architecture called `arch` (an instance is returned as is); ValueError
+    naming the choices."""
+    if isinstance(arch, FlowArchitecture):
+        return arch
+    if not isinstance(arch, str) or arch not in FLOWS:
+        raise ValueError(f"unknown architecture {arch!r}: choose {', '.join(FLOWS)}")
+    return FLOWS[arch]

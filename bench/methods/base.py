@@ -1,11 +1,15 @@
-"""Restoration methods: the base class, the registry and the paper's solver ("ours").
+"""The method contract (PROTOCOL §5): :class:`Method`, :class:`FlowMethod`, what a restoration
+returns, the data-fit norms, and the methods registry.
 
 A method restores model-space images from a task's measurement y. Flow-based methods
 (:class:`FlowMethod`) differ only in their initial latent z0, their objective and their learning
-rate; they all run the shared loop `bench.solve.solve_latent`. Every method declares its weight
-grid as data (:meth:`Method.grid`): one cell per value, ``(None,)`` for a method without a
-weight. The baselines live in ``baselines/`` (import package ``bench_baselines``) and register
-themselves like any method; :func:`all_methods` imports them.
+rate; they all run the shared loop `bench.solve.solve_latent`. Everything the runner, the
+reports, the run-time estimate and the CLI need to know about a method is declared on it (class
+attributes below): its weight (name, symbol, default grid, the preset field or override that
+replaces the grid, the paper's values), the tasks it handles, its relative cost, and what a
+variant shows (`defect`, `ablation`). Each method is one module that registers itself
+(``bench.register``); the built-ins live in ``bench/methods/`` and ``baselines/`` (import package
+``bench_baselines``), plugins anywhere (README, "Add your own method, task, dataset or flow").
 
 Seeds: ``restore(..., seeds)`` takes one base seed per image, ``data.image_seed(name, seed)``
 (:func:`bench.tasks.image_seeds`); z0 is drawn per image from a ``torch.Generator`` seeded with
@@ -26,13 +30,12 @@ import torch
 
 from bench import config
 from bench.errors import BenchError
-from bench.flows import standard_normal_logprob
+from bench.registry import Registry
 from bench.solve import Objective, solve_latent
 from bench.tasks import LATENT_STREAM, Task, get_task, stream_seed
 
-# Table 1's methods, in its row order. Variants reproducing the released code's defects
-# (PROTOCOL §8: 'ours-released', 'map-released') and 'map-all' are registered but not listed here.
-DEFAULT_METHODS = ("csgm", "glowip", "map", "bm3d", "ours")
+# the standard symbols of the weights the built-in methods use (a method may declare another)
+WEIGHT_SYMBOLS = {"gamma": "γ", "alpha": "α", "beta": "β", "lambda": "λ", "tau": "τ"}
 
 
 @dataclass
@@ -61,37 +64,80 @@ def preset_grid(preset, field: str) -> tuple[float, ...]:
     return tuple(float(v) for v in getattr(preset, field))
 
 
+def preset_of(preset) -> config.Preset:
+    """A Preset, from itself or its name."""
+    return config.get_preset(preset) if isinstance(preset, str) else preset
+
+
 class Method:
     """A restoration method. Subclasses set the class attributes and implement `restore`.
 
+    Declarations (class attributes; everything the rest of bench reads about a method):
+
     - `name`: registry key and run-name prefix; `label`: display name for reports;
-    - `weight_name`: 'gamma' | 'alpha' | 'beta' | None (no weight);
+    - `weight_name`: 'gamma' | 'alpha' | 'beta' | any identifier | None (no weight);
+      `weight_symbol`: how reports write it (default: WEIGHT_SYMBOLS, else the name);
+    - `default_grid`: the weight values to search when no preset says otherwise;
+      `grid_field`: a Preset field that holds the grid ('gamma_grid', 'alpha_grid'), if any; a
+      preset's `grids[name]` overrides both (:meth:`grid`);
+    - `paper_weights`: the weight the paper reports per task (PROTOCOL §5), if any;
     - `tasks`: the task names it supports (None: all), `skip_reason`: why others are skipped;
     - `needs_flow`: whether `restore` needs a trained flow;
-    - `defect`: for variants that reproduce a defect of the released code (PROTOCOL §8), what it is
-      (None for the methods of the protocol);
+    - `default`: whether it runs without --methods (Table 1's methods);
+    - `variant_of`: for a variant of another method (a released-code defect, an ablation, MAP on
+      every task), that method's name: reports list variants apart from the methods compared;
+    - `cost`: for a method with a flow, its time per image-iteration relative to one generator
+      pass with its gradient (the run-time estimate; MAP's second pass through the flow makes
+      it 2); a method without a flow is timed on one image instead;
+    - `defect`: for variants that reproduce a defect of the released code (PROTOCOL §8), what it
+      is (None for the methods of the protocol);
     - `ablation`: for variants that isolate one ingredient of a method, what they test."""
 
     name: str = ""
     label: str = ""
     weight_name: str | None = None
+    weight_symbol: str | None = None
+    default_grid: tuple[float, ...] = ()
+    grid_field: str | None = None
+    paper_weights: dict[str, float] = {}
     needs_flow: bool = True
     tasks: tuple[str, ...] | None = None
     skip_reason: str = ""
+    default: bool = False
+    variant_of: str | None = None
+    cost: float = 1.0
     lr: float = config.SOLVER_LR
     betas: tuple[float, float] = config.SOLVER_BETAS
     defect: str | None = None
     ablation: str | None = None
 
     # -- declarations ------------------------------------------------------------------------
+    def symbol(self) -> str:
+        """The weight's symbol for reports ('' for a method without a weight)."""
+        if self.weight_name is None:
+            return ""
+        return self.weight_symbol or WEIGHT_SYMBOLS.get(self.weight_name, self.weight_name)
+
     def grid(self, preset) -> tuple:
-        """The weight values to try (one cell each), from a Preset or preset name.
-        ``(None,)`` for a method without a weight."""
-        return (None,)
+        """The weight values to try (one cell each), from a Preset or preset name: the preset's
+        `grids[name]` if it has one, else its `grid_field`, else `default_grid`. ``(None,)`` for a
+        method without a weight."""
+        if self.weight_name is None:
+            return (None,)
+        preset = preset_of(preset)
+        override = preset.grids.get(self.name)
+        if override is not None:
+            return tuple(float(v) for v in override)
+        if self.grid_field is not None:
+            return preset_grid(preset, self.grid_field)
+        return tuple(float(v) for v in self.default_grid)
 
     def paper_weight(self, task) -> float | None:
         """The weight the paper reports for a task (None: no weight, or task unsupported)."""
-        return None
+        if self.weight_name is None or self.supports(task) is not None:
+            return None
+        w = self.paper_weights.get(get_task(task).name)
+        return None if w is None else float(w)
 
     def supports(self, task) -> str | None:
         """None if the task (name or Task) is supported, else the reason it is skipped."""
@@ -99,6 +145,19 @@ class Method:
         if self.tasks is None or name in self.tasks:
             return None
         return self.skip_reason or f"{self.name} does not handle {name}"
+
+    def describe(self) -> dict:
+        """What a stored run records about the method, so its reports render without the
+        module (or plugin) that defined it."""
+        return {
+            "label": self.label or self.name,
+            "weight_name": self.weight_name,
+            "weight_symbol": self.symbol(),
+            "defect": self.defect,
+            "ablation": self.ablation,
+            "default": self.default,
+            "variant_of": self.variant_of,
+        }
 
     def run_name(self, weight=None) -> str:
         """'csgm[gamma=0.01]', 'map[beta=0.5]', 'bm3d': deterministic, one per grid cell."""
@@ -116,7 +175,9 @@ class Method:
             raise BenchError(f"{self.name} needs a {self.weight_name} for {task.name}")
         return float(weight)
 
-    def _check(self, task, y, seeds) -> Task:
+    def check(self, task, y, seeds) -> Task:
+        """The Task, after checking it is supported and that there is one seed per measurement
+        (BenchError, ValueError)."""
         task = get_task(task)
         reason = self.supports(task)
         if reason is not None:
@@ -138,7 +199,10 @@ class Method:
         progress=None,
         lr: float | None = None,
     ) -> Restoration:
-        """Restore a batch: y (model space, any device) -> Restoration (x on the CPU)."""
+        """Restore a batch: y (model space [-1, 1), any device; the task's measurement shape)
+        -> Restoration with x (B, 3, H, W) in model space on the CPU. `iters` bounds the
+        iterations of an iterative method, `seeds` gives one base seed per image, `progress` a
+        callable or tqdm bar ticked per iteration; raises BenchError for an unsupported task."""
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -169,7 +233,7 @@ class FlowMethod(Method):
 
     def restore(self, flow, task, y, weight, iters, seeds, device, progress=None, lr=None):
         y = torch.as_tensor(y)
-        task = self._check(task, y, seeds)
+        task = self.check(task, y, seeds)
         if flow is None:
             raise BenchError(f"{self.name} needs a trained flow")
         weight = self.resolve_weight(weight, task)
@@ -197,126 +261,5 @@ def l2_fit(task: Task, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (task.A(x) - y).pow(2).flatten(1).sum(1)
 
 
-class Ours(FlowMethod):
-    """The paper's solver (Eq. 7–8): min ‖A G(z) − y‖₁ + α·L(z), with
-    L(z) = −log p_Z(z) + log|det J_G(z)| = −log p(G(z)) taken from the same generative pass that
-    produces G(z) (no second pass); z0 ~ N(0, 0.1² I), lr 5e-3; α from the preset's alpha grid.
-
-    ``Ours(released_code=True)`` (registered as 'ours-released') reproduces a DEFECT of the
-    released code (PROTOCOL §8): the likelihood weight is set to 0 before use, so the fit is pure L1
-    and any α passed is ignored. Not part of Table 1's default methods."""
-
-    name = "ours"
-    label = "Ours"
-    weight_name = "alpha"
-    init_std = config.LATENT_INIT_STD
-
-    def __init__(self, released_code: bool = False):
-        self.released_code = released_code
-        if released_code:
-            self.name = "ours-released"
-            self.label = "Ours (released code: α = 0)"
-            self.weight_name = None
-            self.defect = "released code sets the likelihood weight α to 0 (pure L1 fit)"
-
-    def grid(self, preset) -> tuple:
-        return (None,) if self.released_code else preset_grid(preset, "alpha_grid")
-
-    def paper_weight(self, task) -> float | None:
-        if self.released_code:
-            return None
-        return config.PAPER_WEIGHTS["ours"].get(get_task(task).name)
-
-    @staticmethod
-    def prior_term(z: torch.Tensor, logdet_g: torch.Tensor) -> torch.Tensor:
-        """L(z) = −log p_Z(z) + log|det dG/dz| = −log p(G(z)) per image (Eq. 8)."""
-        return logdet_g - standard_normal_logprob(z)
-
-    def objective(self, flow, task: Task, y: torch.Tensor, weight) -> Objective:
-        alpha = 0.0 if self.released_code else float(weight)
-
-        def f(z, x, logdet_g):
-            fit = l1_fit(task, x, y)
-            if alpha == 0.0:
-                return fit
-            return fit + alpha * self.prior_term(z, logdet_g)
-
-        return f
-
-
-class L1FromZero(Ours):
-    """Ablation, not in the paper: the solver's L1 data term alone (α = 0) started from z0 = 0,
-    as GlowIP starts. Against 'glowip' (squared L2 from z0 = 0; the grid picks γ = 0 at CPU
-    scale) it isolates the data term; against 'ours-released' (L1 from z0 ~ N(0, 0.1² I)) the
-    initial latent."""
-
-    init_std = 0.0
-
-    def __init__(self):
-        super().__init__(released_code=True)
-        self.name = "l1-z0"
-        self.label = "L1 fit from z₀ = 0 (ablation)"
-        self.defect = None
-        self.ablation = "the solver's L1 fit without its prior term, from GlowIP's z₀ = 0"
-
-
 # ---- registry ----------------------------------------------------------------------------------
-METHODS: dict[str, Method] = {}
-
-
-def register(method: Method | type[Method]) -> Method | type[Method]:
-    """Add a method (an instance, or a class instantiated without arguments) to METHODS under
-    its name; registering a name again replaces the entry. Returns its argument."""
-    inst = method() if isinstance(method, type) else method
-    if not inst.name:
-        raise ValueError(f"{inst!r} has no name")
-    METHODS[inst.name] = inst
-    return method
-
-
-def all_methods() -> dict[str, Method]:
-    """Every registered method, DEFAULT_METHODS first (importing `bench_baselines` registers
-    csgm, glowip, map, bm3d and their variants)."""
-    import bench_baselines  # noqa: F401
-
-    order = [n for n in DEFAULT_METHODS if n in METHODS]
-    order += [n for n in METHODS if n not in DEFAULT_METHODS]
-    return {n: METHODS[n] for n in order}
-
-
-def get_method(name: str | Method) -> Method:
-    """The method called `name` (a Method is returned as is); BenchError naming the choices."""
-    if isinstance(name, Method):
-        return name
-    methods = all_methods()
-    try:
-        return methods[name]
-    except KeyError:
-        raise BenchError(f"unknown method {name!r}: choose one of {', '.join(methods)}") from None
-
-
-def default_methods() -> list[Method]:
-    """The methods of Table 1 (DEFAULT_METHODS), in order."""
-    return [get_method(n) for n in DEFAULT_METHODS]
-
-
-register(Ours())
-register(Ours(released_code=True))
-register(L1FromZero())
-
-__all__ = [
-    "DEFAULT_METHODS",
-    "METHODS",
-    "FlowMethod",
-    "Method",
-    "Objective",
-    "Ours",
-    "Restoration",
-    "all_methods",
-    "default_methods",
-    "format_weight",
-    "get_method",
-    "l1_fit",
-    "l2_fit",
-    "register",
-]
+METHODS: Registry[Method] = Registry("method", Method, "--methods")

@@ -1,0 +1,200 @@
+"""One cell's computation (in this process, a loky worker or a Dask worker): measure, restore
+and score every image of the cell. Workers only compute; the driver stores the results."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench.runner.plan import Cell, registry
+from bench.runner.workers import dask_worker_threads, in_dask_worker
+
+_FLOW_CACHE: dict[tuple[str, str], Any] = {}
+
+
+def flow_payload(flow, fingerprint: str) -> dict:
+    """A picklable description of a flow (numpy weights: joblib memory-maps large arrays)."""
+    state = {k: v.detach().cpu().numpy() for k, v in flow.state_dict().items()}
+    return {"fingerprint": fingerprint, "config": dict(flow.arch_config), "state": state}
+
+
+def _flow_from(source, device: str):
+    """The flow itself (in-process), or a cached rebuild of a payload (workers)."""
+    if not isinstance(source, dict):
+        return source
+    key = (source["fingerprint"], str(device))
+    flow = _FLOW_CACHE.get(key)
+    if flow is None:
+        import torch
+
+        from bench.flows import flow_from_config
+
+        flow = flow_from_config(source["config"])
+        flow.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in source["state"].items()})
+        flow = flow.to(device).eval().requires_grad_(False)
+        _FLOW_CACHE.clear()  # one flow per worker at a time
+        _FLOW_CACHE[key] = flow
+    return flow
+
+
+@dataclass(frozen=True)
+class CellContext:
+    """What every cell of a run shares (small and picklable; the flow travels separately)."""
+
+    run_id: str
+    dataset: str
+    preset: str
+    model: str
+    device: str
+    seed: int
+    iters: int
+    # plugins a worker loads before it looks up the cell's method and task
+    # (`bench.plugins.loaded_specs`; built-ins and entry points load by themselves)
+    plugins: tuple[str, ...] = ()
+
+
+@contextlib.contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Run the body with `threads` torch threads (None: a Dask worker's share of its cores,
+    elsewhere as they are), then restore the number there was."""
+    import torch
+
+    previous_threads = torch.get_num_threads()
+    if threads is None and in_dask_worker():
+        threads = dask_worker_threads()
+    if threads and threads != previous_threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != previous_threads:
+            torch.set_num_threads(previous_threads)
+
+
+def compute_cell(
+    cell: Cell,
+    images: np.ndarray,
+    names: Sequence[str],
+    flow_source,
+    ctx: CellContext,
+    threads: int | None = None,
+    progress: bool = False,
+) -> dict:
+    """Measure, restore and score every image of one cell; returns {'rows', 'restored'}.
+
+    A diverging solve (NaN or inf in the loss or the image) gives rows with diverged=True and
+    NaN metrics; it does not raise because of it (other errors propagate: a bug is not a
+    failed cell)."""
+    import torch
+
+    from bench import plugins
+    from bench import tasks as T
+
+    plugins.load(ctx.plugins)
+    M = registry()
+    with _torch_threads(threads):
+        method = M.get_method(cell.method)
+        task = T.get_task(cell.task)
+        x255 = torch.from_numpy(np.ascontiguousarray(images))
+        names = list(names)
+        y = task.measure(x255, names, seed=ctx.seed)
+        flow = _flow_from(flow_source, ctx.device) if method.needs_flow else None
+        # one base seed per image (tasks.image_seeds): the measurement noise, dequantization and
+        # the solvers' z0 use distinct streams of it (see bench.tasks)
+        image_seeds = T.image_seeds(names, ctx.seed)
+        t0 = time.perf_counter()
+        res = method.restore(
+            flow, task, y, cell.weight, ctx.iters, image_seeds, ctx.device, progress=progress
+        )
+        seconds = float(getattr(res, "seconds", None) or (time.perf_counter() - t0))
+        x, loss, diverged = _outcome(res, len(names))
+        restored, scores = _score(x, diverged, x255)
+        iters = int(getattr(res, "iters", ctx.iters) or ctx.iters) if method.needs_flow else 0
+        per_image = {**scores, "loss": loss, "diverged": diverged, "image_seed": image_seeds}
+        rows = _rows(cell, ctx, method.weight_name, names, per_image, iters, seconds)
+        return {"rows": rows, "restored": restored.numpy()}
+
+
+def _outcome(res, n: int):
+    """A restoration's images (float32, CPU; zeros where diverged), per-image loss (NaN when
+    the method reports none) and divergence (flagged, non-finite image or infinite loss)."""
+    import torch
+
+    x = res.x.detach().to("cpu", torch.float32)
+    finite = torch.isfinite(x.reshape(n, -1)).all(1).numpy()
+    loss = np.asarray(res.loss, dtype=np.float64).reshape(-1)
+    if loss.size != n:
+        loss = np.full(n, np.nan)
+    diverged = np.asarray(res.diverged, dtype=bool).reshape(-1)
+    if diverged.size != n:
+        diverged = np.zeros(n, bool)
+    # a non-finite loss counts only for methods that report a loss (NaN = no loss)
+    diverged = diverged | ~finite | np.isinf(loss)
+    x = torch.where(torch.from_numpy(~diverged)[:, None, None, None], x, torch.zeros_like(x))
+    return x, loss, diverged
+
+
+def _score(x, diverged: np.ndarray, x255):
+    """The restored images as uint8 pixels (0 where diverged) and their PSNR, SSIM and MSE
+    against the 5-bit targets (NaN where diverged)."""
+    import torch
+
+    from bench import data, metrics
+
+    restored = data.to_pixels(x)
+    restored[torch.from_numpy(diverged)] = 0
+    target = data.to_5bit(x255) * 8
+    psnr = np.asarray(metrics.psnr(restored, target), dtype=np.float64)
+    ssim = np.asarray(metrics.ssim(restored, target), dtype=np.float64)
+    mse5 = np.asarray(metrics.mse5(restored, target), dtype=np.float64)
+    for arr in (psnr, ssim, mse5):
+        arr[diverged] = np.nan
+    return restored, {"psnr": psnr, "ssim": ssim, "mse5": mse5}
+
+
+def _rows(
+    cell: Cell,
+    ctx: CellContext,
+    weight_name: str | None,
+    names: list[str],
+    per_image: dict,
+    iters: int,
+    seconds: float,
+) -> list[dict]:
+    """One row (CSV_COLUMNS) per image of a cell; `per_image` holds the arrays 'psnr', 'ssim',
+    'mse5', 'loss', 'diverged' and 'image_seed', one value per image."""
+    weight = math.nan if cell.weight is None else float(cell.weight)
+    diverged = per_image["diverged"]
+    return [
+        {
+            "run_id": ctx.run_id,
+            "stage": cell.stage,
+            "partition": cell.partition,
+            "method": cell.method,
+            "task": cell.task,
+            "weight_name": weight_name or "",
+            "weight": weight,
+            "image": name,
+            "index": i,
+            "seed": ctx.seed,
+            "image_seed": per_image["image_seed"][i],
+            "psnr": per_image["psnr"][i],
+            "ssim": per_image["ssim"][i],
+            "mse5": per_image["mse5"][i],
+            "loss": per_image["loss"][i] if not diverged[i] else np.nan,
+            "diverged": bool(diverged[i]),
+            "iters": iters,
+            "seconds": seconds,
+            "preset": ctx.preset,
+            "model": ctx.model,
+            "dataset": ctx.dataset,
+            "device": ctx.device,
+        }
+        for i, name in enumerate(names)
+    ]
