@@ -20,8 +20,6 @@ from bench import config, data
 from bench.methods import Method, Restoration, register
 from bench.solve import progress_hook
 
-PIXEL_STEP = 256 // config.N_BINS  # 8
-
 
 class BM3D(Method):
     """BM3D on the noisy image; denoising only, no flow, no weight (one cell)."""
@@ -43,7 +41,7 @@ class BM3D(Method):
         hook, close = progress_hook(progress, y.shape[0])
         start = time.perf_counter()
         try:
-            pix = (data.to_pixels(y).to(torch.float64) + PIXEL_STEP / 2) / 255.0
+            pix = (data.to_pixels(y).to(torch.float64) + data.PIXEL_STEP / 2) / 255.0
             pix = pix.permute(0, 2, 3, 1).numpy()  # (B, H, W, 3)
             out = np.empty_like(pix)
             for i in range(pix.shape[0]):

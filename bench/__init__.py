@@ -29,11 +29,17 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        import importlib
+# subpackages a notebook reaches as attributes (`bench.data.load_images`)
+_SUBMODULES = ("config", "data", "datasets", "flows", "methods", "metrics", "runner", "tasks")
 
+
+def __getattr__(name: str):
+    import importlib
+
+    if name in _EXPORTS:
         return getattr(importlib.import_module(_EXPORTS[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"bench.{name}")
     raise AttributeError(f"module 'bench' has no attribute {name!r}")
 
 

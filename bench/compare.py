@@ -83,17 +83,12 @@ def _mean(v: float) -> str:
     return "+inf" if v == math.inf else f"{v:.2f}"
 
 
-def _weight(w) -> str:
-    from bench.report import format_weight
-
-    return "—" if w is None or (isinstance(w, float) and math.isnan(w)) else format_weight(w)
-
-
 def render_comparison(new_dir: str | Path, base_dir: str | Path, command: str = "") -> str:
     """The Markdown report of `compare_runs`, with both runs' model, preset, images and
     commands in its header."""
     from bench.findings import ci_text, share_text
     from bench.report import images_line, md_table, model_line, preset_line, read_manifest
+    from bench.report.text import format_weight
 
     new_man, base_man = read_manifest(new_dir), read_manifest(base_dir)
     rows = compare_runs(new_dir, base_dir)
@@ -113,7 +108,8 @@ def render_comparison(new_dir: str | Path, base_dir: str | Path, command: str = 
 
     body = [
         [
-            r["label"], r["task"], f"{_weight(r['weight_base'])} → {_weight(r['weight_new'])}",
+            r["label"], r["task"],
+            f"{format_weight(r['weight_base'])} → {format_weight(r['weight_new'])}",
             f"{_mean(r['psnr_base'])} → {_mean(r['psnr_new'])}", ci_text(r["psnr"], 2),
             ci_text(r["ssim"], 4),
             f"{share_text(r['psnr']['wins'])} / {share_text(r['ssim']['wins'])}",

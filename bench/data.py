@@ -12,7 +12,6 @@ Model space (PROTOCOL §1): ``x5 = floor(x255 / 8)``; the flow sees ``(x5 + u) /
 from __future__ import annotations
 
 import hashlib
-import importlib
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,6 +23,7 @@ import torch
 from bench.config import DATASETS as DATASETS  # the built-in names (bench.datasets: registry)
 from bench.config import N_BINS
 from bench.errors import BenchWarning, DataError
+from bench.lazy import lazy_names
 
 # ---- constants of this module ------------------------------------------------------------------
 PARTITIONS = ("train", "valid", "test")
@@ -52,11 +52,7 @@ _MOVED = {
 }
 
 
-def __getattr__(name: str):
-    for module, names in _MOVED.items():
-        if name in names:
-            return getattr(importlib.import_module(module), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__ = lazy_names(__name__, {n: module for module, names in _MOVED.items() for n in names})
 
 
 class DataWarning(BenchWarning):

@@ -112,11 +112,22 @@ def ensure_loaded() -> None:
     try:
         for module in BUILTIN_MODULES:
             importlib.import_module(module)
+        for registry in registries().values():  # in BUILTIN_MODULES order, whatever was
+            registry.sort(lambda name, r=registry: builtin_rank(r.origin(name)))  # imported first
         load_entry_points()
         load(env_specs())
         _state.done = True
     finally:
         _state.loading = False
+
+
+def builtin_rank(origin: str) -> int:
+    """The position in BUILTIN_MODULES of the module (or package) an item came from; after
+    every built-in for anything else."""
+    for i, module in enumerate(BUILTIN_MODULES):
+        if origin == module or origin.startswith(module + "."):
+            return i
+    return len(BUILTIN_MODULES)
 
 
 def env_specs() -> list[str]:

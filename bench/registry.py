@@ -108,6 +108,11 @@ class Registry(Generic[T]):
         first = [n for n, item in self._items.items() if getattr(item, "default", False)]
         return first + [n for n in self._items if n not in first]
 
+    def sort(self, key) -> None:
+        """Reorder the items by `key(name)` (stable: equal keys keep registration order)."""
+        order = sorted(self._items, key=key)
+        self._items = {n: self._items[n] for n in order}
+
     def registered(self) -> list[str]:
         """The names registered so far, without loading the built-ins or plugins first."""
         return list(self._items)

@@ -18,6 +18,7 @@ thousands of page faults. Set BENCH_MALLOC_TUNING=0 to leave malloc alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -134,69 +135,101 @@ def solve_latent(
     ``torch.autocast`` (a speed option for perf measurements, not the protocol): G(z) and its
     log-det are cast back to z's dtype before the objective sees them, the loss is taken in z's
     dtype, and z and Adam's state stay in z's dtype."""
+    _check_solve_args(z0, iters)
+    if z0.device.type == "cpu":
+        keep_freed_memory()
+    with _frozen(flow):
+        hook, close = progress_hook(progress, iters)
+        start = time.perf_counter()
+        try:
+            z = z0.detach().clone().requires_grad_(True)
+            evaluate = _evaluator(flow, objective, autocast)
+            opt = torch.optim.Adam([z], lr=lr, betas=tuple(betas))
+            b = z.shape[0]
+            z_keep, x_keep, loss_keep, diverged = _nothing_kept(z0)
+            for t in range(iters):
+                opt.zero_grad(set_to_none=True)
+                x, logdet, loss = evaluate(z)
+                if loss.shape != (b,):
+                    raise ValueError(f"objective must return shape ({b},), got {tuple(loss.shape)}")
+                z_keep, x_keep, loss_keep, diverged = _keep(
+                    z, x, loss, z_keep, x_keep, loss_keep, diverged
+                )
+                torch.where(diverged, torch.zeros_like(loss), loss).sum().backward()
+                # diverged rows get no gradient; a stray non-finite gradient entry of a finite
+                # image is dropped rather than poisoning Adam's moments
+                z.grad.masked_fill_(diverged[:, None] | ~torch.isfinite(z.grad), 0.0)
+                opt.step()
+                hook(t + 1)
+            with torch.no_grad():  # evaluate the final iterate
+                x, logdet, loss = evaluate(z)
+                kept = _keep(z, x, loss, z_keep, x_keep, loss_keep, diverged)
+            return _result(*kept, iters=iters, start=start)
+        finally:
+            close()
+
+
+def _check_solve_args(z0: torch.Tensor, iters: int) -> None:
+    """ValueError for a z0 that is not (B, D) or a negative number of iterations."""
     if z0.ndim != 2:
         raise ValueError(f"z0 must have shape (B, D), got {tuple(z0.shape)}")
     if iters < 0:
         raise ValueError(f"iters must be >= 0, got {iters}")
-    if z0.device.type == "cpu":
-        keep_freed_memory()
+
+
+@contextlib.contextmanager
+def _frozen(flow: torch.nn.Module):
+    """Inside the block the flow is in eval mode with no parameter gradients; its training
+    mode and requires_grad flags are restored afterwards."""
     was_training = flow.training
     flags = [(p, p.requires_grad) for p in flow.parameters()]
     flow.eval()
     flow.requires_grad_(False)
-    hook, close = progress_hook(progress, iters)
-    start = time.perf_counter()
     try:
-        z = z0.detach().clone().requires_grad_(True)
-
-        def evaluate(z):
-            if autocast is None:
-                x, logdet = flow.inverse(z)
-                return x, logdet, objective(z, x, logdet)
-            with torch.autocast(device_type=z.device.type, dtype=autocast):
-                x, logdet = flow.inverse(z)
-                x, logdet = x.to(z.dtype), logdet.to(z.dtype)
-                return x, logdet, objective(z, x, logdet).to(z.dtype)
-
-        opt = torch.optim.Adam([z], lr=lr, betas=tuple(betas))
-        b = z.shape[0]
-        diverged = torch.zeros(b, dtype=torch.bool, device=z.device)
-        # the last finite evaluation of each image (x_keep = 0, loss inf until there is one)
-        z_keep = z0.detach().clone()
-        x_keep: torch.Tensor | None = None
-        loss_keep = torch.full((b,), float("inf"), dtype=z.dtype, device=z.device)
-        for t in range(iters):
-            opt.zero_grad(set_to_none=True)
-            x, logdet, loss = evaluate(z)
-            if loss.shape != (b,):
-                raise ValueError(f"objective must return shape ({b},), got {tuple(loss.shape)}")
-            z_keep, x_keep, loss_keep, diverged = _keep(
-                z, x, loss, z_keep, x_keep, loss_keep, diverged
-            )
-            torch.where(diverged, torch.zeros_like(loss), loss).sum().backward()
-            # diverged rows get no gradient; a stray non-finite gradient entry of a finite
-            # image is dropped rather than poisoning Adam's moments
-            z.grad.masked_fill_(diverged[:, None] | ~torch.isfinite(z.grad), 0.0)
-            opt.step()
-            hook(t + 1)
-        with torch.no_grad():  # evaluate the final iterate
-            x, logdet, loss = evaluate(z)
-            z_keep, x_keep, loss_keep, diverged = _keep(
-                z, x, loss, z_keep, x_keep, loss_keep, diverged
-            )
-        if z.device.type == "cuda":
-            torch.cuda.synchronize(z.device)
-        seconds = time.perf_counter() - start
-        return SolveResult(
-            z=z_keep,
-            x=x_keep,
-            loss=loss_keep.cpu().double().numpy(),
-            diverged=diverged.cpu().numpy(),
-            iters=iters,
-            seconds=seconds,
-        )
+        yield
     finally:
-        close()
         for p, flag in flags:
             p.requires_grad_(flag)
         flow.train(was_training)
+
+
+def _evaluator(flow, objective: Objective, autocast: torch.dtype | None):
+    """evaluate(z) -> (x = G(z), logdet_G, per-image loss), under ``torch.autocast`` when
+    `autocast` is a dtype (G(z), its log-det and the loss are cast back to z's dtype)."""
+
+    def evaluate(z):
+        if autocast is None:
+            x, logdet = flow.inverse(z)
+            return x, logdet, objective(z, x, logdet)
+        with torch.autocast(device_type=z.device.type, dtype=autocast):
+            x, logdet = flow.inverse(z)
+            x, logdet = x.to(z.dtype), logdet.to(z.dtype)
+            return x, logdet, objective(z, x, logdet).to(z.dtype)
+
+    return evaluate
+
+
+def _nothing_kept(z0: torch.Tensor):
+    """What `_keep` starts from: the last finite evaluation of each image is none yet
+    (z_keep = z0, x_keep = None: zeros once the shape of x is known, loss inf), and no image
+    has diverged."""
+    b = z0.shape[0]
+    z_keep = z0.detach().clone()
+    loss_keep = torch.full((b,), float("inf"), dtype=z0.dtype, device=z0.device)
+    diverged = torch.zeros(b, dtype=torch.bool, device=z0.device)
+    return z_keep, None, loss_keep, diverged
+
+
+def _result(z_keep, x_keep, loss_keep, diverged, iters: int, start: float) -> SolveResult:
+    """The solve's result, its time taken once queued CUDA work has finished."""
+    if z_keep.device.type == "cuda":
+        torch.cuda.synchronize(z_keep.device)
+    seconds = time.perf_counter() - start
+    return SolveResult(
+        z=z_keep,
+        x=x_keep,
+        loss=loss_keep.cpu().double().numpy(),
+        diverged=diverged.cpu().numpy(),
+        iters=iters,
+        seconds=seconds,
+    )

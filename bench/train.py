@@ -27,7 +27,7 @@ from bench.train_checkpoint import (
     checkpoint_meta,
     default_checkpoint_path,
     load_checkpoint,
-    malformed,
+    malformed_checkpoint,
     model_fingerprint,
     nonfinite_tensors,
     read_checkpoint,
@@ -207,7 +207,9 @@ def _resume(training: Training, wanted: dict, log) -> TrainResult | None:
         flow.load_state_dict(ckpt["model"])
         training.opt.load_state_dict(ckpt["optimizer"])
     except (KeyError, ValueError, RuntimeError) as e:
-        raise malformed(path, f"model or optimizer state unusable: {type(e).__name__}") from None
+        raise malformed_checkpoint(
+            path, f"model or optimizer state unusable: {type(e).__name__}"
+        ) from None
     training.epoch, training.step = ckpt["epoch"], ckpt.get("step", 0)
     training.history = ckpt.get("history", [])
     write_history(training.history, path, training.source)

@@ -52,7 +52,7 @@ ARCH_FIELDS = {  # arch_config field: (type, required)
 }
 
 
-def malformed(path: Path, what: str) -> CheckpointError:
+def malformed_checkpoint(path: Path, what: str) -> CheckpointError:
     """The one-line error for a checkpoint whose content is not what `bench train` writes."""
     return CheckpointError(
         f"checkpoint {path} is malformed ({what}): retrain it with `bench train --force` or "
@@ -62,32 +62,32 @@ def malformed(path: Path, what: str) -> CheckpointError:
 
 def _check_arch_config(cfg, path: Path) -> None:
     if not isinstance(cfg, dict):
-        raise malformed(path, f"arch_config is a {type(cfg).__name__}, not a mapping")
+        raise malformed_checkpoint(path, f"arch_config is a {type(cfg).__name__}, not a mapping")
     missing = [k for k, (_, required) in ARCH_FIELDS.items() if required and k not in cfg]
     if missing:
-        raise malformed(path, f"arch_config lacks {', '.join(missing)}")
+        raise malformed_checkpoint(path, f"arch_config lacks {', '.join(missing)}")
     unknown = sorted(set(cfg) - set(ARCH_FIELDS))
     if unknown:
-        raise malformed(path, f"arch_config has unknown fields {', '.join(unknown)}")
+        raise malformed_checkpoint(path, f"arch_config has unknown fields {', '.join(unknown)}")
     for k, (kind, _) in ARCH_FIELDS.items():
         if k in cfg and (not isinstance(cfg[k], kind) or isinstance(cfg[k], bool) and kind is int):
-            raise malformed(path, f"arch_config field {k} is {cfg[k]!r}")
+            raise malformed_checkpoint(path, f"arch_config field {k} is {cfg[k]!r}")
     from bench.flows import ARCHITECTURES, INV_MODES
 
     if cfg["arch"] not in ARCHITECTURES:
-        raise malformed(path, f"arch_config field arch is {cfg['arch']!r}, not one of "
-                               f"{', '.join(ARCHITECTURES)}")  # fmt: skip
+        raise malformed_checkpoint(path, f"arch_config field arch is {cfg['arch']!r}, not one "
+                                          f"of {', '.join(ARCHITECTURES)}")  # fmt: skip
     for k in ("hidden", "in_channels", "size"):
         if k in cfg and cfg[k] < 1:
-            raise malformed(path, f"arch_config field {k} is {cfg[k]!r}")
+            raise malformed_checkpoint(path, f"arch_config field {k} is {cfg[k]!r}")
     steps, splits = list(cfg["steps"]), list(cfg["splits"])
     if not steps or not all(isinstance(v, int) and not isinstance(v, bool) and v >= 1
                             for v in steps):  # fmt: skip
-        raise malformed(path, f"arch_config field steps is {cfg['steps']!r}")
+        raise malformed_checkpoint(path, f"arch_config field steps is {cfg['steps']!r}")
     if len(splits) != len(steps) or not all(isinstance(v, bool) for v in splits):
-        raise malformed(path, f"arch_config field splits is {cfg['splits']!r}")
+        raise malformed_checkpoint(path, f"arch_config field splits is {cfg['splits']!r}")
     if "inv_mode" in cfg and cfg["inv_mode"] not in INV_MODES:
-        raise malformed(path, f"arch_config field inv_mode is {cfg['inv_mode']!r}")
+        raise malformed_checkpoint(path, f"arch_config field inv_mode is {cfg['inv_mode']!r}")
 
 
 def nonfinite_tensors(state, prefix: str = "") -> list[str]:
@@ -140,16 +140,18 @@ def read_checkpoint(path: Path) -> dict:
     _check_arch_config(ckpt["arch_config"], path)
     model = ckpt["model"]
     if not isinstance(model, dict) or not all(isinstance(v, torch.Tensor) for v in model.values()):
-        raise malformed(path, "model is not a mapping of tensors")
+        raise malformed_checkpoint(path, "model is not a mapping of tensors")
     for key, kind in (("epoch", int), ("step", int), ("history", list), ("preset", dict)):
         if key in ckpt and not isinstance(ckpt[key], kind):
-            raise malformed(path, f"{key} is {type(ckpt[key]).__name__}")
+            raise malformed_checkpoint(path, f"{key} is {type(ckpt[key]).__name__}")
     for i, h in enumerate(ckpt.get("history") or []):
         if not isinstance(h, dict) or not all(
             isinstance(h.get(k), int | float) and not isinstance(h.get(k), bool)
             for k in ("epoch", "val_bpd")
         ):
-            raise malformed(path, f"history entry {i} is not an epoch record with val_bpd")
+            raise malformed_checkpoint(
+                path, f"history entry {i} is not an epoch record with val_bpd"
+            )
     bad = nonfinite_tensors(model) + nonfinite_tensors(ckpt.get("optimizer") or {}, "optimizer.")
     if bad:
         raise CheckpointError(
@@ -164,13 +166,15 @@ def _flow_of(ckpt: dict, path: Path) -> MultiScaleFlow:
     try:
         flow = flow_from_config(ckpt["arch_config"])
     except (TypeError, ValueError, RuntimeError) as e:
-        raise malformed(path, f"arch_config cannot build a flow: {str(e)[:120]}") from None
+        raise malformed_checkpoint(
+            path, f"arch_config cannot build a flow: {str(e)[:120]}"
+        ) from None
     try:
         flow.load_state_dict(ckpt["model"])
     except RuntimeError as e:
         first = str(e).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else (first[0] if first else "")
-        raise malformed(path, f"weights do not fit its architecture: {detail}") from None
+        raise malformed_checkpoint(path, f"weights do not fit its architecture: {detail}") from None
     return flow
 
 

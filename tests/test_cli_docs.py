@@ -1,6 +1,6 @@
 """What the documentation says of the commands is true, and their help is quick (issue 11,
 items 7d, 7e, 7f and 7h): README's list of the commands without --device, the option table of
-bench/cli/common.py, tox in the test extra, what `bench report` rebuilds, and `bench --help`
+bench/cli/options.py, tox in the test extra, what `bench report` rebuilds, and `bench --help`
 without torch, matplotlib, pandas or scipy."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sys
 import pytest
 from conftest import REPO
 
-import bench.cli.common
+import bench.cli.options
 
 
 def _commands_without(option: str) -> set[str]:
@@ -40,7 +40,7 @@ def test_readme_names_exactly_the_commands_without_device_and_threads():
 
 def test_common_options_table_names_the_commands_without_device():
     (row,) = [
-        line for line in bench.cli.common.__doc__.splitlines() if line.startswith("| `--device`")
+        line for line in bench.cli.options.__doc__.splitlines() if line.startswith("| `--device`")
     ]
     excluded = set(re.findall(r"`(\w+)`", row.split("all but", 1)[1]))
     assert excluded == _commands_without("--device")

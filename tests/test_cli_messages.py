@@ -9,7 +9,7 @@ import pytest
 import torch
 from conftest import invoke, one_line_error, tiny_flow
 
-from bench.cli.common import handle_errors
+from bench.cli.errors import handle_errors
 from bench.errors import BenchError, BenchWarning
 
 pytestmark = pytest.mark.usefixtures("one_thread")

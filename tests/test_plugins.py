@@ -188,6 +188,26 @@ def test_the_cli_runs_a_plugin_into_table1(tmp_path, monkeypatch):
     assert (tmp_path / "reports" / "fig_downsample2.png").is_file()
 
 
+def test_a_stored_run_renders_the_same_without_its_plugins(tmp_path):
+    from bench import report
+
+    res = plugin_run(tmp_path / "results")
+    with_plugins = report.render_table1(res.run_dir)
+    assert "Tikhonov (pixel-space least squares)" in with_plugins and "λ = 0.01" in with_plugins
+    assert f"- **Plugins**: tikhonov (plugin {TIKHONOV}), downsample2 (plugin " in with_plugins
+    plugins.forget(plugins.loaded_specs())
+    assert "tikhonov" not in METHODS and "downsample2" not in TASKS
+    assert report.render_table1(res.run_dir) == with_plugins
+
+
+def test_info_lists_every_registered_item_with_its_plugin():
+    result = invoke(["info", "--list", "--plugin", TIKHONOV, "--plugin", DOWNSAMPLE])
+    assert result.exit_code == 0, result.output
+    assert "* ours: Ours; α (alpha); every task" in result.output
+    assert "tikhonov: Tikhonov (pixel-space least squares); λ (lambda); " in result.output
+    assert f"[plugin {DOWNSAMPLE}]" in result.output and "coupling:" in result.output
+
+
 # ---- entry points --------------------------------------------------------------------------------
 def test_entry_points_of_an_installed_package_are_discovered(tmp_path, monkeypatch):
     pkg = tmp_path / "site"
@@ -223,3 +243,16 @@ def test_restore_in_three_lines_and_rows_as_one_frame(tmp_path):
     assert {"method", "task", "weight", "image", "psnr", "ssim"} <= set(frame.columns)
     assert bench.load_rows(res.run_dir).equals(frame)
     torch.testing.assert_close(out.y, TASKS["denoising"].measure(images, ["img0", "img1"]))
+
+
+def test_the_readme_python_example_runs(width8_checkpoint):
+    from conftest import REPO
+
+    readme = (REPO / "README.md").read_text()
+    section = readme.split("## Use it from Python", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    code = code.replace("results/checkpoints/celeba-cpu-coupling.pt", str(width8_checkpoint))
+    code = code.replace('"results"', repr(str(REPO / "results"))).replace("iters=300", "iters=2")
+    scope: dict = {}
+    exec(compile(code, "README.md", "exec"), scope)
+    assert scope["out"].x.shape == (8, 3, 32, 32) and len(scope["rows"]) > 0

@@ -14,7 +14,7 @@ from conftest import one_line_error
 
 from bench import machine
 from bench.cli import main
-from bench.cli.common import ThreadsType
+from bench.cli.threads import ThreadsType
 from bench.errors import BenchError
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -73,7 +73,7 @@ def test_solver_iteration_only_moves_z():
     flow = _perturbed_glow()
     tm.set_glow_mode(flow, "cached")
     before = {k: v.clone() for k, v in flow.state_dict().items()}
-    times = tm.time_solver_iteration(flow, batch=2, iters=2, warmup=1, device="cpu")
+    times = tm.time_solver_steps(flow, batch=2, iters=2, warmup=1, device="cpu")
     assert times.shape == (2,) and np.all(times > 0)
     assert all(p.grad is None for p in flow.parameters())
     for k, v in flow.state_dict().items():
@@ -265,7 +265,7 @@ def test_a_timing_estimated_beyond_max_hours_is_refused_before_it_starts(tmp_pat
         asked.append((width, batch, iters))
         return 2.5 * 3600.0
 
-    monkeypatch.setattr(tm, "estimate_seconds", estimate)
+    monkeypatch.setattr(tm, "estimate_ablation_seconds", estimate)
     monkeypatch.setattr(tm, "run_timing_ablation", lambda *a, **k: 1 / 0)  # never started
     args = ["ablation", "--timing", "--preset", "paper", "--threads", "1", "--no-progress",
             "--out", str(tmp_path / "rep"), "--results", str(tmp_path / "res")]  # fmt: skip

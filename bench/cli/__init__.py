@@ -18,11 +18,15 @@ def main() -> None:
     Problems': train the paper's flows, run Table 1 and Table 2, write reports."""
 
 
+# the modules of bench/cli that hold what the commands share (`common` gathers their names);
+# every other module is a command
+SHARED_MODULES = frozenset({"errors", "options", "output", "stores", "threads"})
+
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
-    if _mod != "common":
+    if _mod not in SHARED_MODULES:
         importlib.import_module(f"{__name__}.{_mod}")
 
-from bench.cli.common import plugin_option  # noqa: E402
+from bench.cli.options import plugin_option  # noqa: E402
 
 for _command in main.commands.values():
     plugin_option(_command)

@@ -9,12 +9,9 @@ import click
 
 from bench import config
 from bench.cli import main
-from bench.cli.common import (
-    command_line,
+from bench.cli.errors import handle_errors
+from bench.cli.options import (
     device_option,
-    handle_errors,
-    lock_reports,
-    lock_results,
     max_hours_option,
     out_option,
     progress_option,
@@ -22,9 +19,10 @@ from bench.cli.common import (
     resolve_device,
     results_option,
     seed_option,
-    set_threads,
-    threads_option,
 )
+from bench.cli.output import command_line
+from bench.cli.stores import lock_reports, lock_results
+from bench.cli.threads import set_threads, threads_option
 from bench.errors import BenchError
 
 _PRESETS = ("paper", "cpu", "smoke")  # bench.timing.TIMING_PRESETS (kept light to import)
@@ -157,7 +155,7 @@ def ablation(
 
 
 def _check_duration(tm, opts, dev, max_hours) -> None:
-    """Say how long the timing will take (`bench.timing.estimate_seconds`) and refuse one
+    """Say how long the timing will take (`bench.timing.estimate_ablation_seconds`) and refuse one
     beyond --max-hours before it starts."""
     import math
 
@@ -165,7 +163,7 @@ def _check_duration(tm, opts, dev, max_hours) -> None:
 
     if opts.width is None:  # the width comes from a checkpoint: no estimate
         return
-    est = tm.estimate_seconds(opts.width, opts.batch, opts.iters, opts.warmup, dev)
+    est = tm.estimate_ablation_seconds(opts.width, opts.batch, opts.iters, opts.warmup, dev)
     if est > max_hours * 3600:
         raise BenchError(
             f"estimated {format_duration(est)} on {dev} for {opts.iters} timed iterations per "

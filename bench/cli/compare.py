@@ -5,14 +5,10 @@ from __future__ import annotations
 import click
 
 from bench.cli import main
-from bench.cli.common import (
-    command_line,
-    handle_errors,
-    lock_reports,
-    out_option,
-    replace_option,
-    results_option,
-)
+from bench.cli.errors import handle_errors
+from bench.cli.options import out_option, replace_option, results_option
+from bench.cli.output import command_line
+from bench.cli.stores import lock_reports
 
 
 @main.command()

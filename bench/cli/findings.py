@@ -8,22 +8,19 @@ from pathlib import Path
 import click
 
 from bench.cli import main
-from bench.cli.common import (
-    command_line,
+from bench.cli.errors import handle_errors
+from bench.cli.options import (
     data_root_option,
     device_option,
-    handle_errors,
-    lock_reports,
-    lock_results,
     progress_option,
     replace_option,
-    report_run,
     resolve_device,
     seed_option,
-    set_threads,
     stored_run_options,
-    threads_option,
 )
+from bench.cli.output import command_line
+from bench.cli.stores import lock_reports, lock_results, report_run
+from bench.cli.threads import set_threads, threads_option
 
 MIN_SAMPLES = 10  # --samples: the fewest samples per σ (and real images per set) accepted
 
@@ -88,7 +85,7 @@ def findings(
                 run_dir, results_dir, checkpoint, data_root, samples, seed, progress, device,
                 replace, claims, threads,
             )  # fmt: skip
-        claims_src = F.claims_source(run_dir)
+        claims_src = F.claims_source_of(run_dir)
         P.check([claims], claims_src, replace)
         path = F.write_claims(run_dir, results_dir, out)
         P.record([claims], claims_src)

@@ -6,19 +6,17 @@ from __future__ import annotations
 import click
 
 from bench.cli import main
-from bench.cli.common import (
-    command_line,
+from bench.cli.errors import handle_errors
+from bench.cli.options import (
     device_option,
-    handle_errors,
-    lock_reports,
-    lock_results,
     out_option,
     replace_option,
     resolve_device,
-    resolve_threads,
     results_option,
-    threads_option,
 )
+from bench.cli.output import command_line
+from bench.cli.stores import lock_reports, lock_results
+from bench.cli.threads import resolve_threads, threads_option
 from bench.errors import BenchError
 
 _PRESETS = ("default", "smoke")  # bench.perf.PERF_PRESETS (kept light to import)

@@ -5,13 +5,9 @@ from __future__ import annotations
 import click
 
 from bench.cli import main
-from bench.cli.common import (
-    handle_errors,
-    lock_reports,
-    replace_option,
-    report_run,
-    stored_run_options,
-)
+from bench.cli.errors import handle_errors
+from bench.cli.options import replace_option, stored_run_options
+from bench.cli.stores import lock_reports, report_run
 
 
 @main.command()
@@ -46,7 +42,7 @@ def report(results_dir, out, run_id, replace) -> None:
         P.check(rep.table1_paths(out, manifest), run_src, replace)
         if timing is not None:
             P.check([table2], P.timing_source(timing[1]), replace)
-        claims_src = findings.claims_source(run_dir)
+        claims_src = findings.claims_source_of(run_dir)
         P.check([claims], claims_src, replace)
         path = rep.write_table1(run_dir, out)
         P.record(rep.table1_paths(out, manifest), run_src)

@@ -9,23 +9,22 @@ from types import SimpleNamespace
 import click
 
 from bench.cli import main
-from bench.cli.common import (
-    command_line,
+from bench.cli.errors import handle_errors
+from bench.cli.options import (
     data_options,
     device_option,
-    handle_errors,
-    lock_reports,
     max_hours_option,
     out_option,
     preset_option,
     progress_option,
     replace_option,
     resolve_device,
-    resolve_threads,
     results_option,
     seed_option,
-    threads_option,
 )
+from bench.cli.output import command_line
+from bench.cli.stores import lock_reports
+from bench.cli.threads import resolve_threads, threads_option
 
 # a run estimated longer than this many hours is refused unless --max-hours allows it: more
 # than a day on a CPU is a mistake far more often than a plan (the paper preset's solves alone
@@ -131,9 +130,8 @@ def run(
     (--preset paper is the paper's full protocol, GPU work). A run estimated longer than
     --max-hours is refused before anything runs. Rerunning resumes: finished cells are kept."""
     from bench import provenance as P
-    from bench import report, runner, train
+    from bench import report, runner
     from bench.config import get_preset
-    from bench.errors import BenchError, CheckpointError
 
     _check_table(table)
     p = get_preset(preset)
@@ -142,38 +140,18 @@ def run(
     # refuse now, before training or solving, a reports folder made from another dataset or
     # preset; the run's own id is checked as soon as it is known (check_run below)
     targets = report.table1_paths(out)
-    P.check(targets, P.table1_source(None, dataset, p.name), replace, partial=True)
-    if checkpoint is not None and not Path(checkpoint).is_file():
-        raise CheckpointError(
-            f"checkpoint {checkpoint} not found: pass an existing file to "
-            "--checkpoint, or leave it out to use (or train) the preset's flow"
-        )
-    if backend == "joblib" and scheduler:
-        raise BenchError("--scheduler is only used with --backend dask")
-    if backend == "dask":
-        runner.connect_dask(scheduler).close()
+    source = lambda run_id: P.table1_source(run_id, dataset, p.name)  # noqa: E731
+    P.check(targets, source(None), replace, partial=True)
+    _check_execution(checkpoint, backend, scheduler)
 
     inputs = _check_inputs(
         plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace
     )
     if inputs.run_id is not None:  # the run is known (its flow is trained): refuse it now
-        P.check(targets, P.table1_source(inputs.run_id, dataset, p.name), replace)
-    if backend == "joblib":
-        # after every refusal, before the work: the estimate and the workers use this count
-        threads = resolve_threads(threads, jobs)
-    _say_estimate(inputs, dataset, dev, jobs if backend == "joblib" else 1, threads, max_hours)
+        P.check(targets, source(inputs.run_id), replace)
+    threads = _threads_and_estimate(inputs, dataset, dev, backend, jobs, threads, max_hours)
 
-    flow, meta = train.ensure_flow(
-        p,
-        dataset,
-        data_root,
-        dev,
-        checkpoint=checkpoint,
-        results_dir=results_dir,
-        progress=progress,
-        log=click.echo,
-        replace=replace,
-    )
+    flow, meta = _ready_flow(p, dataset, data_root, dev, checkpoint, results_dir, progress, replace)
     result = runner.run_table1(
         flow,
         meta,
@@ -195,16 +173,69 @@ def run(
         command=command_line(),
         log=click.echo,
         threads=threads,
-        check_run=lambda run_id: P.check(
-            targets, P.table1_source(run_id, dataset, p.name), replace
-        ),
+        check_run=lambda run_id: P.check(targets, source(run_id), replace),
     )
-    source = P.table1_source(result.run_id, dataset, p.name)
+    path = _write_report(result, targets, source(result.run_id), out, replace)
+    _say_done(result, path, out)
+
+
+def _check_execution(checkpoint, backend: str, scheduler) -> None:
+    """Refuse, before anything runs, a --checkpoint that is not a file and a --scheduler
+    without Dask; with --backend dask, reach its scheduler now (BenchError naming it)."""
+    from bench import runner
+    from bench.errors import BenchError, CheckpointError
+
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise CheckpointError(
+            f"checkpoint {checkpoint} not found: pass an existing file to "
+            "--checkpoint, or leave it out to use (or train) the preset's flow"
+        )
+    if backend == "joblib" and scheduler:
+        raise BenchError("--scheduler is only used with --backend dask")
+    if backend == "dask":
+        runner.connect_dask(scheduler).close()
+
+
+def _threads_and_estimate(inputs, dataset, dev, backend, jobs, threads, max_hours):
+    """--threads as a count for local workers (auto resolved now: after every refusal, before
+    the work, so that the estimate and the workers use the same count; None on Dask), then
+    the estimate (`_say_estimate`, which refuses one over `max_hours`); returns the count."""
+    if backend == "joblib":
+        threads = resolve_threads(threads, jobs)
+    _say_estimate(inputs, dataset, dev, jobs if backend == "joblib" else 1, threads, max_hours)
+    return threads
+
+
+def _ready_flow(p, dataset, data_root, dev, checkpoint, results_dir, progress, replace):
+    """The run's flow and its checkpoint's metadata: --checkpoint, else the preset's flow,
+    trained first (or its training finished) when needed (`bench.train.ensure_flow`)."""
+    from bench import train
+
+    return train.ensure_flow(
+        p,
+        dataset,
+        data_root,
+        dev,
+        checkpoint=checkpoint,
+        results_dir=results_dir,
+        progress=progress,
+        log=click.echo,
+        replace=replace,
+    )
+
+
+def _write_report(result, targets, source, out, replace: bool) -> Path:
+    """Write table1.md and its figures from the run, holding the reports folder's lock, and
+    record what they were made from (`source`, `bench.provenance`); returns table1.md's
+    path."""
+    from bench import provenance as P
+    from bench import report
+
     with lock_reports(out):
         P.check(targets, source, replace)
         path = report.write_table1(result.run_dir, out)
         P.record(targets, source)
-    _say_done(result, path, out)
+    return path
 
 
 def _check_table(table) -> None:

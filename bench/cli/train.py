@@ -9,24 +9,23 @@ import click
 
 from bench import config
 from bench.cli import main
-from bench.cli.common import (
-    DEFAULT_OUT,
+from bench.cli.errors import handle_errors
+from bench.cli.options import (
     arch_option,
-    command_line,
     data_options,
     dataset_option,
     device_option,
-    handle_errors,
-    lock_reports,
     preset_option,
     progress_option,
     replace_option,
     resolve_device,
     results_option,
     seed_option,
-    set_threads,
-    threads_option,
 )
+from bench.cli.output import command_line
+from bench.cli.stores import lock_reports
+from bench.cli.threads import set_threads, threads_option
+from bench.provenance import DEFAULT_OUT
 
 FIGURE1_FILE = "fig1_samples.png"
 

@@ -26,7 +26,7 @@ The claims themselves (CLAIMS, DEFECTS, ABLATION, TABLE1_TASKS) live in
 """
 
 from bench.findings.claim_tables import CMP_HEADER, claim_evidence, comparison_rows
-from bench.findings.claims_md import claims_source, render_claims, sources_line, write_claims
+from bench.findings.claims_md import claims_source_of, render_claims, sources_line, write_claims
 from bench.findings.comparisons import (
     ablation_results,
     claim_results,
@@ -111,7 +111,7 @@ __all__ = [
     "ci_text",
     "claim_evidence",
     "claim_results",
-    "claims_source",
+    "claims_source_of",
     "compare",
     "comparison_rows",
     "defect_results",

@@ -272,7 +272,7 @@ def write_claims(
     )
 
 
-def claims_source(run_dir: str | Path):
+def claims_source_of(run_dir: str | Path):
     """What claims.md of this stored run is made from (`bench.provenance.claims_source`)."""
     from bench import provenance as P
     from bench.report import read_manifest

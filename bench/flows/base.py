@@ -4,12 +4,21 @@
 generative direction. `logdet` has shape `(B,)` and is log|det J| of the map that was applied:
 for `forward` log|det dz/dx|, for `inverse` log|det dx/dz| (so the two are negatives of each
 other at corresponding points). Layers never see tasks or solvers.
+
+Layers that cache a function of their parameters (the folded coupling weights, the 1×1
+convolution's inverse) key the cache with `param_key`.
 """
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+
+def param_key(params) -> tuple:
+    """Identifies the current values of some parameters: a cached function of them stays
+    valid while the key is unchanged (in-place updates bump `_version`, moves `data_ptr`)."""
+    return tuple((p._version, p.data_ptr(), p.dtype, p.device) for p in params)
 
 
 class FlowLayer(nn.Module):

@@ -7,6 +7,7 @@ registry (:data:`METHODS`, :func:`get_method`) loads every built-in and plugin
 
 from __future__ import annotations
 
+from bench.lazy import lazy_names
 from bench.methods.base import (
     METHODS,
     WEIGHT_SYMBOLS,
@@ -56,15 +57,13 @@ def default_methods() -> list[Method]:
     return [METHODS.get(n) for n in default_method_names()]
 
 
+_lazy = lazy_names(__name__, {"Ours": "bench.methods.ours", "L1FromZero": "bench.methods.l1_z0"})
+
+
 def __getattr__(name: str):
     if name == "DEFAULT_METHODS":  # Table 1's methods, in its row order (declared per method)
         return default_method_names()
-    if name in ("Ours", "L1FromZero"):
-        import importlib
-
-        module = "ours" if name == "Ours" else "l1_z0"
-        return getattr(importlib.import_module(f"bench.methods.{module}"), name)
-    raise AttributeError(f"module 'bench.methods' has no attribute {name!r}")
+    return _lazy(name)
 
 
 __all__ = [

@@ -33,12 +33,10 @@ from __future__ import annotations
 from bench.perf.flops import analytic_flops, batch_flops, conv2d_flops, count_flops
 from bench.perf.host import (
     PeakMemory,
-    busy_cpus,
     configure_threads,
     cpu_description,
     load_average,
     machine_info,
-    physical_cores,
 )
 from bench.perf.measure import (
     bf16_accuracy,
@@ -82,7 +80,6 @@ __all__ = [
     "analytic_flops",
     "batch_flops",
     "bf16_accuracy",
-    "busy_cpus",
     "busy_limit",
     "configure_threads",
     "conv2d_flops",
@@ -96,7 +93,6 @@ __all__ = [
     "measure_training",
     "perf_flow",
     "perf_markdown",
-    "physical_cores",
     "run_perf",
     "solver_iteration_flops",
     "write_perf",

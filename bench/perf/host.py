@@ -15,16 +15,12 @@ from bench import machine
 from bench.machine import cpu_description, gpu_name
 
 
-def physical_cores() -> int:
-    """CPUs this process may run on (one thread per core on the machines we use)."""
-    return machine.available_cpus()
-
-
 def configure_threads(threads: int | None = None, interop: int | None = 1) -> dict:
-    """Intra-op threads (default: one per available CPU) and inter-op threads (default 1: the
-    flows are sequential, a second inter-op pool only competes for the cores). Setting the
-    inter-op pool fails once torch has used it; that is reported, not raised."""
-    torch.set_num_threads(threads or physical_cores())
+    """Intra-op threads (default: one per available CPU, `bench.machine.available_cpus`) and
+    inter-op threads (default 1: the flows are sequential, a second inter-op pool only
+    competes for the cores). Setting the inter-op pool fails once torch has used it; that is
+    reported, not raised."""
+    torch.set_num_threads(threads or machine.available_cpus())
     note = ""
     if interop is not None and torch.get_num_interop_threads() != interop:
         try:
@@ -59,13 +55,6 @@ def machine_info(device) -> dict:
 
 def load_average() -> tuple[float, float, float] | None:
     return os.getloadavg() if hasattr(os, "getloadavg") else None
-
-
-def busy_cpus(seconds: float = 1.0) -> float | None:
-    """How many CPUs other processes kept busy over `seconds` (`bench.machine.busy_cpus`:
-    /proc/stat, this process's own CPU time left out): a direct check that the machine is idle
-    before measuring."""
-    return machine.busy_cpus(seconds)
 
 
 # ---- memory ---------------------------------------------------------------------------------

@@ -11,8 +11,9 @@ from time import perf_counter
 
 import torch
 
+from bench import machine
 from bench.perf.flops import analytic_flops
-from bench.perf.host import busy_cpus, configure_threads, load_average, machine_info
+from bench.perf.host import configure_threads, load_average, machine_info
 from bench.perf.measure import (
     bf16_accuracy,
     measure_generation,
@@ -88,14 +89,15 @@ def _run_perf(preset, device, threads, bf16, reference, checkpoint, log, wait_id
 
 
 def _wait_for_idle(threads, wait_idle: float, log) -> float | None:
-    """Other processes' busy CPUs, read again (for at most `wait_idle` seconds in all) while
-    they are above `busy_limit`; the last reading."""
-    busy = busy_cpus()
+    """Other processes' busy CPUs (`bench.machine.busy_cpus`, over a second at first), read
+    again (for at most `wait_idle` seconds in all) while they are above `busy_limit`; the last
+    reading."""
+    busy = machine.busy_cpus(1.0)
     deadline = perf_counter() + wait_idle
     limit = busy_limit(threads)
     while busy is not None and busy > limit and perf_counter() < deadline:
         log(f"{busy:.2f} CPUs busy with other work: waiting for an idle machine ...")
-        busy = busy_cpus(min(10.0, max(deadline - perf_counter(), 0.1)))
+        busy = machine.busy_cpus(min(10.0, max(deadline - perf_counter(), 0.1)))
     return busy
 
 

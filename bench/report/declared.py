@@ -7,7 +7,7 @@ as it always did."""
 from __future__ import annotations
 
 from bench.methods.base import WEIGHT_SYMBOLS
-from bench.tasks.base import figure_file as task_figure_file
+from bench.tasks.base import figure_name
 
 
 def _registered(kind: str, name: str):
@@ -73,7 +73,7 @@ def figure_number(man: dict | None, task: str) -> int | None:
 def figure_file(task: str, man: dict | None = None) -> str:
     """The file name of a task's figure: 'fig3_denoising.png', or 'fig_TASK.png' for a task
     outside Figures 3–6."""
-    return task_figure_file(task, figure_number(man, task))
+    return figure_name(task, figure_number(man, task))
 
 
 def figure_caption(man: dict | None, task: str) -> str:
@@ -97,3 +97,15 @@ def defect_text(method: str, man: dict | None = None) -> str:
         or (f"ablation: {info['ablation']}" if info.get("ablation") else None)
         or "a variant, not in the paper's table"
     )
+
+
+def plugins_line(man: dict) -> list[str]:
+    """['- **Plugins**: tikhonov (plugin FILE), …'] for the methods and tasks of a run that a
+    plugin or an installed package's entry point defined; [] when every one is built in."""
+    found = [
+        f"{name} ({info['origin']})"
+        for kind in ("method_info", "task_info")
+        for name, info in man.get(kind, {}).items()
+        if str(info.get("origin", "")).startswith(("plugin", "entry point"))
+    ]
+    return [f"- **Plugins**: {', '.join(found)}"] if found else []

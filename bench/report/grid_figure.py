@@ -75,31 +75,20 @@ def _draw_method(ax, ms, label: str, zero_at: float, top: float | None, finite) 
     xs = np.array([w if w > 0 else zero_at for w in ms.weight])
     ys, _ = grid_y(ms.psnr, top)
     line = ax.plot(xs, ys, marker="o", label=label)[0]
-    inf = np.isposinf(ms.psnr.to_numpy(float))
-    if inf.any():  # exact restorations: drawn on the +inf line, not dropped
-        ax.plot(
-            xs[inf],
-            ys[inf],
-            marker="^",
-            markersize=9,
-            color=line.get_color(),
-            linestyle="none",
-        )
-    chosen = ms.selected.to_numpy(bool)
-    if chosen.any():
-        ax.plot(
-            xs[chosen],
-            ys[chosen],
-            marker="*",
-            markersize=14,
-            color=line.get_color(),
-            linestyle="none",
-        )
+    # exact restorations: drawn on the +inf line, not dropped
+    _mark(ax, xs, ys, np.isposinf(ms.psnr.to_numpy(float)), "^", 9, line.get_color())
+    _mark(ax, xs, ys, ms.selected.to_numpy(bool), "*", 14, line.get_color())
     bad = ms[ms.n_diverged > 0]
     if len(bad):
         bx = [w if w > 0 else zero_at for w in bad.weight]
         ymin = float(finite.min()) if len(finite) else (top if top is not None else 0.0)
         ax.plot(bx, [ymin] * len(bx), marker="x", color=line.get_color(), linestyle="none")
+
+
+def _mark(ax, xs, ys, which, marker: str, size: int, color) -> None:
+    """Markers alone (no line) at the points `which` selects, if any."""
+    if which.any():
+        ax.plot(xs[which], ys[which], marker=marker, markersize=size, color=color, linestyle="none")
 
 
 def _draw_plus_inf_line(ax, top: float | None, finite) -> None:

@@ -8,7 +8,13 @@ from pathlib import Path
 
 from bench import config
 from bench.atomic import all_or_nothing, atomic_write_text
-from bench.report.declared import defect_text, figure_caption, figure_file, split_methods
+from bench.report.declared import (
+    defect_text,
+    figure_caption,
+    figure_file,
+    plugins_line,
+    split_methods,
+)
 from bench.report.frames import (
     RunData,
     as_run_data,
@@ -102,6 +108,7 @@ def _header_lines(data: RunData, out_dir: str | Path | None) -> list[str]:
         f"- **Rebuild**: `{rebuild_command(data.run_dir, out_dir)}` rewrites this file from "
         "the stored results, identically, without solving",
         f"- **Device**: {man.get('device_description') or man.get('device')}",
+        *plugins_line(man),
         "",
     ]
 

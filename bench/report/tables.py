@@ -119,6 +119,14 @@ def _grid_cell(ms, w) -> str:
     return f"**{text}**" if c.selected else text
 
 
+def _grid_note(rec, man: dict, labels: dict) -> str:
+    """'- CSGM on denoising, γ = 0.1 (grid): ': how a note about a grid cell begins."""
+    return (
+        f"- {labels.get(rec.method, rec.method)} on {rec.task}, "
+        f"{weight_text(weight_symbol(man, rec.method), rec.weight)} (grid): "
+    )
+
+
 def cell_notes(summary, grid, man: dict, labels: dict) -> list[str]:
     """One line per skipped, failed or not yet run reported cell, and per grid cell with
     diverged images."""
@@ -136,9 +144,7 @@ def cell_notes(summary, grid, man: dict, labels: dict) -> list[str]:
     failed_grid = grid[grid.n_diverged > 0] if len(grid) else grid
     for rec in failed_grid.itertuples():
         notes.append(
-            f"- {labels.get(rec.method, rec.method)} on {rec.task}, "
-            f"{weight_text(weight_symbol(man, rec.method), rec.weight)} (grid): "
-            f"**failed** — {rec.n_diverged}/{rec.n} images diverged"
+            f"{_grid_note(rec, man, labels)}**failed** — {rec.n_diverged}/{rec.n} images diverged"
         )
     return notes
 
@@ -161,9 +167,7 @@ def exact_notes(summary, grid, man: dict, labels: dict) -> list[str]:
     exact_grid = grid[grid.n_exact > 0] if len(grid) else grid
     for rec in exact_grid.itertuples():
         notes.append(
-            f"- {labels.get(rec.method, rec.method)} on {rec.task}, "
-            f"{weight_text(weight_symbol(man, rec.method), rec.weight)} (grid): "
-            f"{rec.n_exact}/{rec.n} images exact, mean PSNR +inf"
+            f"{_grid_note(rec, man, labels)}{rec.n_exact}/{rec.n} images exact, mean PSNR +inf"
             + (" (selected: ties go to the earlier grid value)" if rec.selected else "")
         )
     return notes

@@ -44,10 +44,13 @@ def pm(mean: float, half: float, digits: int) -> str:
 
 
 def format_weight(w) -> str:
+    """A weight as the run names write it (`bench.methods.format_weight`: '0.01', '1e-05'),
+    or '—' for no weight (None or NaN)."""
     if w is None or (isinstance(w, float) and math.isnan(w)):
         return "—"
-    short = f"{float(w):g}"
-    return short if float(short) == float(w) else repr(float(w))
+    from bench.methods import base
+
+    return base.format_weight(w)
 
 
 def weight_text(symbol: str | None, w) -> str:

@@ -31,12 +31,13 @@ whose workers do not share this machine's disk.
 The modules, in the order a run uses them: `layout` (the store's names and columns), `plan`
 (cells and the plan of a run), `estimate` (the run-time estimate), `store` (reading and
 writing the store), `selection` (the best weight of a grid), `compute` (one cell's work),
-`workers` (torch threads per worker), `backends` (in-process, joblib and Dask execution),
+`workers` (a Dask worker's threads), `backends` (in-process, joblib and Dask execution),
 `manifest` (a run's id and manifest) and `run` (`run_table1`). Every public name is
 importable from `bench.runner` itself.
 """
 
 from bench import config as config  # `runner.config`, as when this package was one module
+from bench.machine import default_threads  # `runner.default_threads`: threads per worker
 from bench.runner.backends import BACKENDS, SCHEDULER_TIMEOUT_S, Executor, Stage, connect_dask
 from bench.runner.compute import CellContext, compute_cell, flow_payload
 from bench.runner.estimate import (
@@ -71,9 +72,7 @@ from bench.runner.plan import (
     WEIGHT_MODES,
     Cell,
     Plan,
-    default_methods,
     plan_table1,
-    registry,
     resolve_methods,
     resolve_tasks,
     weight_key,
@@ -96,12 +95,7 @@ from bench.runner.store import (
     write_inputs,
     write_manifest,
 )
-from bench.runner.workers import (
-    available_cores,
-    dask_worker_threads,
-    default_threads,
-    in_dask_worker,
-)
+from bench.runner.workers import dask_worker_threads, in_dask_worker
 
 __all__ = [
     "BACKENDS",
@@ -126,7 +120,6 @@ __all__ = [
     "RunResult",
     "Stage",
     "acquire_run_lock",
-    "available_cores",
     "best_weight",
     "cell_done",
     "cell_mean_psnr",
@@ -134,7 +127,6 @@ __all__ = [
     "compute_cell",
     "connect_dask",
     "dask_worker_threads",
-    "default_methods",
     "default_threads",
     "describe_device",
     "estimate_seconds",
@@ -151,7 +143,6 @@ __all__ = [
     "read_inputs",
     "read_manifest",
     "read_restored",
-    "registry",
     "resolve_methods",
     "resolve_tasks",
     "run_commands",

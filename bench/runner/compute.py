@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.runner.plan import Cell, registry
+from bench.runner.plan import Cell
 from bench.runner.workers import dask_worker_threads, in_dask_worker
 
 _FLOW_CACHE: dict[tuple[str, str], Any] = {}
@@ -93,11 +93,11 @@ def compute_cell(
     failed cell)."""
     import torch
 
+    from bench import methods as M
     from bench import plugins
     from bench import tasks as T
 
     plugins.load(ctx.plugins)
-    M = registry()
     with _torch_threads(threads):
         method = M.get_method(cell.method)
         task = T.get_task(cell.task)

@@ -8,11 +8,10 @@ import math
 import time
 from collections.abc import Sequence
 
-from bench import config
+from bench import config, machine
 from bench.machine import sync
-from bench.runner.plan import Cell, Plan, registry
+from bench.runner.plan import Cell, Plan
 from bench.runner.store import cell_status
-from bench.runner.workers import available_cores, default_threads
 
 ESTIMATE_ITERS = 2  # solver iterations timed for the run-time estimate (the faster counts)
 ESTIMATE_WARMUP = 2  # untimed iterations first (allocator, thread pools)
@@ -74,8 +73,9 @@ def time_method_image(
     import torch
 
     from bench import tasks as T
+    from bench.methods import get_method
 
-    m = registry().get_method(method)
+    m = get_method(method)
     t = T.get_task(task)
     g = torch.Generator().manual_seed(0)
     x255 = torch.randint(0, 256, (1, 3, 32, 32), generator=g, dtype=torch.uint8)
@@ -112,11 +112,12 @@ def estimate_seconds(
     `Plan.with_images` has set them)."""
     import torch
 
-    M = registry()
+    from bench import methods as M
+
     cells = list(cell_status(plan).todo if cells is None else cells)
     flow_cells = [c for c in cells if M.get_method(c.method).needs_flow]
     before = torch.get_num_threads()
-    threads = default_threads(jobs) if threads is None else threads
+    threads = machine.default_threads(jobs) if threads is None else threads
     torch.set_num_threads(threads)
     try:
         per_image_iter = 0.0
@@ -146,7 +147,7 @@ def estimate_seconds(
 def parallel_workers(jobs: int, threads: int = 1) -> int:
     """How many of `jobs` workers of `threads` torch threads each really run at once: at most
     the available CPUs // threads (at least 1)."""
-    return max(1, min(jobs, available_cores() // max(1, threads)))
+    return max(1, min(jobs, machine.available_cpus() // max(1, threads)))
 
 
 def format_duration(seconds: float) -> str:

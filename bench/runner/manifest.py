@@ -12,7 +12,7 @@ from pathlib import Path
 from bench import config
 from bench.machine import describe_device
 from bench.runner.layout import RUN_FORMAT
-from bench.runner.plan import Plan, registry, weight_key
+from bench.runner.plan import Plan, weight_key
 from bench.runner.store import runs_root
 
 
@@ -125,8 +125,10 @@ def _merged_plan(old: dict, plan: Plan) -> dict:
     """The manifest's record of what the run holds (methods, tasks, grids, weight names,
     labels, method labels, method and task declarations, skipped pairs, in that order): the old
     manifest's, with the plan's added (the plan's values win)."""
-    methods = _ordered(list(old.get("methods", [])) + plan.methods, registry().DEFAULT_METHODS)
+    from bench import methods as M
     from bench import tasks as T
+
+    methods = _ordered(list(old.get("methods", [])) + plan.methods, M.default_method_names())
 
     task_order = list(T.TASKS)
     task_names = _ordered(list(old.get("tasks", [])) + plan.tasks, task_order)
@@ -140,15 +142,18 @@ def _merged_plan(old: dict, plan: Plan) -> dict:
     labels = {m: dict(v) for m, v in old.get("labels", {}).items()}
     for (m, w), label in plan.labels.items():
         labels.setdefault(m, {})[weight_key(w)] = label
-    M = registry()
     method_labels = dict(old.get("method_labels", {}))
     method_labels.update({m: M.get_method(m).label or m for m in plan.methods})
     # what the reports need about each method and task, so a run renders without the module or
     # plugin that defined them (`Method.describe`, `Task.describe`)
     method_info = dict(old.get("method_info", {}))
-    method_info.update({m: M.get_method(m).describe() for m in plan.methods})
+    method_info.update(
+        {m: {**M.get_method(m).describe(), "origin": M.METHODS.origin(m)} for m in plan.methods}
+    )
     task_info = dict(old.get("task_info", {}))
-    task_info.update({t: T.get_task(t).describe() for t in plan.tasks})
+    task_info.update(
+        {t: {**T.get_task(t).describe(), "origin": T.TASKS.origin(t)} for t in plan.tasks}
+    )
     return {
         "methods": methods,
         "tasks": task_names,

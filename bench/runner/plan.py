@@ -127,20 +127,6 @@ def weight_key(weight) -> str:
 
 
 # ---- method and task names ---------------------------------------------------------------------
-def registry():
-    """The `bench.methods` module (its registry loads every built-in and plugin when read)."""
-    from bench import methods as M
-
-    return M
-
-
-def default_methods() -> list[str]:
-    """Table 1's methods (methods.DEFAULT_METHODS), in its row order; the registered variants
-    (e.g. 'ours-released', 'map-all') run only when named in --methods."""
-    M = registry()
-    return [m for m in M.DEFAULT_METHODS if m in M.METHODS]
-
-
 def _split_names(value: str | Sequence[str] | None) -> list[str] | None:
     if value is None:
         return None
@@ -154,11 +140,14 @@ def _split_names(value: str | Sequence[str] | None) -> list[str] | None:
 
 
 def resolve_methods(value: str | Sequence[str] | None) -> list[str]:
-    """Method names (comma-separated or a list; None: every registered method), checked."""
-    M = registry()
+    """Method names (comma-separated or a list), checked; None: Table 1's methods in its row
+    order (`bench.methods.default_method_names`: the registered variants, e.g.
+    'ours-released' or 'map-all', run only when named in --methods)."""
+    from bench import methods as M
+
     names = _split_names(value)
     if names is None:
-        return default_methods()
+        return list(M.default_method_names())
     if not names:
         raise BenchError(f"--methods is empty: name one or more of {', '.join(M.all_methods())}")
     for name in names:
@@ -268,15 +257,16 @@ def plan_table1(
 ) -> Plan:
     """The cells of a Table 1 run. Raises BenchError (before any work) for unknown methods or
     tasks, an unknown selection mode, or an empty weight grid."""
+    from bench.methods import get_method
+
     _check_plan_options(preset, select_on, weights)
-    M = registry()
     method_names = resolve_methods(methods)
     task_names = resolve_tasks(tasks)
     grid_stage = "select" if select_on == "valid" else "test"
 
     d = _Draft()
     for m in method_names:
-        _add_method(d, m, M.get_method(m), preset, task_names, weights)
+        _add_method(d, m, get_method(m), preset, task_names, weights)
 
     grid_cells = [
         Cell(grid_stage, m, t, w, d.labels[(m, _wkey(w))])

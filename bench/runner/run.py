@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bench import plugins
+from bench import machine, plugins
 from bench.config import Preset
 from bench.errors import BenchError
 from bench.runner.backends import BACKENDS, Executor, Stage, connect_dask
@@ -28,7 +28,6 @@ from bench.runner.store import (
     write_inputs,
     write_manifest,
 )
-from bench.runner.workers import default_threads
 
 
 @dataclass
@@ -126,24 +125,12 @@ def run_table1(
         if check_run is not None:
             check_run(run_dir.name)
         lock = acquire_run_lock(run_dir)
-        before = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
-        manifest = merge_manifest(
-            before, key, run_dir.name, plan, meta, test, select_set, device, command, flow
-        )
         execution = {"backend": backend, "jobs": jobs, "threads": threads, "scheduler": scheduler}
-        manifest["execution"] = execution
-        write_manifest(run_dir, manifest)
-        write_inputs(run_dir, test, plan.tasks, seed, force, T)
-        ctx = CellContext(
-            run_id=run_dir.name,
-            dataset=dataset,
-            preset=preset.name,
-            model=fingerprint,
-            device=str(device),
-            seed=int(seed),
-            iters=int(preset.iters),
-            plugins=tuple(plugins.loaded_specs()),
+        before = _record_start(
+            run_dir, key, plan, meta, test, select_set, device, command, flow, execution
         )
+        write_inputs(run_dir, test, plan.tasks, seed, force, T)
+        ctx = _cell_context(run_dir, dataset, preset, fingerprint, device, seed)
         stages, payload_fn = _stages(test, select_set), _payload_once(flow, fingerprint)
         executor = Executor(stages, flow, payload_fn, ctx, jobs, threads, backend, client, progress)
         ledger = RunLedger(run_dir, plan, force, started, before)
@@ -171,7 +158,7 @@ def _check_execution(backend: str, jobs, scheduler: str | None, threads) -> int 
     ):
         raise BenchError(f"--threads must be a positive integer, not {threads!r}")
     if threads is None and backend == "joblib":
-        threads = default_threads(jobs)
+        threads = machine.default_threads(jobs)
     return threads
 
 
@@ -190,6 +177,35 @@ def _ready_flow(flow, flow_meta: dict | None, device: str):
     meta.setdefault("hidden", flow.arch_config.get("hidden"))
     meta.setdefault("num_params", flow.num_params())
     return flow, meta, str(meta["fingerprint"])
+
+
+def _record_start(
+    run_dir: Path, key, plan: Plan, meta, test, select_set, device, command, flow, execution
+) -> dict:
+    """Write the run's manifest as this call starts it: the one found (if any) merged with
+    this call's plan, flow, images, command and `execution` (`merge_manifest`). Returns the
+    manifest found ({} for a new run)."""
+    before = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
+    manifest = merge_manifest(
+        before, key, run_dir.name, plan, meta, test, select_set, device, command, flow
+    )
+    manifest["execution"] = execution
+    write_manifest(run_dir, manifest)
+    return before
+
+
+def _cell_context(run_dir: Path, dataset: str, preset: Preset, fingerprint: str, device, seed):
+    """What every cell of the run shares (`CellContext`), as workers get it."""
+    return CellContext(
+        run_id=run_dir.name,
+        dataset=dataset,
+        preset=preset.name,
+        model=fingerprint,
+        device=str(device),
+        seed=int(seed),
+        iters=int(preset.iters),
+        plugins=tuple(plugins.loaded_specs()),
+    )
 
 
 def _stages(test, select_set) -> dict[str, Stage]:

@@ -1,25 +1,11 @@
-"""How many torch threads a worker uses: the CPUs this process may run on, the default per
-worker, and a Dask worker's share of its cores."""
+"""Where a cell runs, and how many torch threads it uses there: a Dask worker's share of its
+cores (a local worker's count is `bench.machine.default_threads`)."""
 
 from __future__ import annotations
 
 import sys
 
-
-def available_cores() -> int:
-    """CPUs this process may run on."""
-    from bench.machine import available_cpus
-
-    return available_cpus()
-
-
-def default_threads(jobs: int) -> int:
-    """Torch threads per worker when `jobs` workers share this machine with whatever else
-    runs: max(1, the CPUs other processes leave free // jobs), measured now
-    (`bench.machine.default_threads`)."""
-    from bench import machine
-
-    return machine.default_threads(jobs)
+from bench import machine
 
 
 def in_dask_worker() -> bool:
@@ -41,4 +27,4 @@ def dask_worker_threads() -> int:
 
     nthreads = getattr(get_worker(), "nthreads", None) or getattr(get_worker().state, "nthreads", 1)
     # a Dask worker shares its cores among its own threads only (no busy reading per cell)
-    return max(1, available_cores() // max(1, int(nthreads)))
+    return max(1, machine.available_cpus() // max(1, int(nthreads)))

@@ -6,6 +6,7 @@ Importing this package does not load the tasks: reading the registry (:data:`TAS
 :func:`get_task`) does, with every built-in and plugin (`bench.plugins.ensure_loaded`).
 """
 
+from bench.lazy import lazy_names
 from bench.tasks.base import (
     DEQUANT_STREAM,
     LATENT_STREAM,
@@ -15,27 +16,23 @@ from bench.tasks.base import (
     TASKS,
     Task,
     as_uint8_batch,
-    figure_file,
+    figure_name,
     get_task,
     image_seeds,
     stream_seed,
 )
 
-
-def __getattr__(name: str):
-    # the built-in task classes and the mask, importable from bench.tasks as before
-    import importlib
-
-    homes = {
-        "Denoising": "denoising",
-        "Deblurring": "deblurring",
-        "Inpainting": "inpainting",
-        "inpainting_mask": "inpainting",
-        "Colorization": "colorization",
-    }
-    if name in homes:
-        return getattr(importlib.import_module(f"bench.tasks.{homes[name]}"), name)
-    raise AttributeError(f"module 'bench.tasks' has no attribute {name!r}")
+# the built-in task classes and the mask, importable from bench.tasks as before
+__getattr__ = lazy_names(
+    __name__,
+    {
+        "Denoising": "bench.tasks.denoising",
+        "Deblurring": "bench.tasks.deblurring",
+        "Inpainting": "bench.tasks.inpainting",
+        "inpainting_mask": "bench.tasks.inpainting",
+        "Colorization": "bench.tasks.colorization",
+    },
+)
 
 
 __all__ = [
@@ -47,7 +44,7 @@ __all__ = [
     "TASKS",
     "Task",
     "as_uint8_batch",
-    "figure_file",
+    "figure_name",
     "get_task",
     "image_seeds",
     "stream_seed",

@@ -103,7 +103,7 @@ class Task:
 
     def figure_file(self) -> str:
         """The file name of its figure: 'fig3_denoising.png', or 'fig_<name>.png'."""
-        return figure_file(self.name, self.figure)
+        return figure_name(self.name, self.figure)
 
     def describe(self) -> dict:
         """What a stored run records about the task, so its reports render without the module
@@ -127,7 +127,7 @@ class Task:
         return f"<Task {self.name}>"
 
 
-def figure_file(task: str, figure: int | None) -> str:
+def figure_name(task: str, figure: int | None) -> str:
     """'fig3_denoising.png' for a task with a paper figure number, else 'fig_<task>.png'."""
     return f"fig{figure}_{task}.png" if figure is not None else f"fig_{task}.png"
 

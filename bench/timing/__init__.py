@@ -30,7 +30,7 @@ from bench.timing.ablation import (
     COST_IN_COUPLING_GENERATIONS,
     Schedule,
     add_ratios,
-    estimate_seconds,
+    estimate_ablation_seconds,
     prepare_flows,
     run_timing_ablation,
 )
@@ -52,7 +52,7 @@ from bench.timing.measure import (
     set_glow_mode,
     time_generation,
     time_inverses,
-    time_solver_iteration,
+    time_solver_steps,
     timed_loop,
 )
 from bench.timing.settings import (
@@ -93,7 +93,7 @@ __all__ = [
     "Schedule",
     "TimingPreset",
     "add_ratios",
-    "estimate_seconds",
+    "estimate_ablation_seconds",
     "format_table2",
     "generation_gflop",
     "generation_table",
@@ -109,7 +109,7 @@ __all__ = [
     "sync",
     "time_generation",
     "time_inverses",
-    "time_solver_iteration",
+    "time_solver_steps",
     "timed_loop",
     "timing_meta",
     "timing_paths",

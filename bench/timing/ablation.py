@@ -21,7 +21,7 @@ from bench.timing.measure import (
     set_glow_mode,
     time_generation,
     time_inverses,
-    time_solver_iteration,
+    time_solver_steps,
 )
 from bench.timing.settings import DEFAULT_ROUNDS, GLOW_MODES, MEASUREMENTS, SECTIONS
 
@@ -31,7 +31,7 @@ from bench.timing.settings import DEFAULT_ROUNDS, GLOW_MODES, MEASUREMENTS, SECT
 COST_IN_COUPLING_GENERATIONS = 24.0
 
 
-def estimate_seconds(width: int, batch: int, iters: int, warmup: int, device) -> float:
+def estimate_ablation_seconds(width: int, batch: int, iters: int, warmup: int, device) -> float:
     """Rough wall time (s) of `run_timing_ablation` at these settings: one coupling
     generation timed here (after one untimed call) × COST_IN_COUPLING_GENERATIONS × the
     timed and warm-up calls. Used to refuse, before it starts, a timing that would run for
@@ -218,7 +218,7 @@ def _glow_agreement(glow: MultiScaleFlow, sched: Schedule) -> dict[str, tuple[fl
 def _time_section(section: str, flows: dict, sched: Schedule, bar) -> dict:
     """{(arch, mode): [times of each round]} of one section, the configurations interleaved
     (one block of each per round, in an order rotated from round to round)."""
-    fn = time_generation if section == "generation" else time_solver_iteration
+    fn = time_generation if section == "generation" else time_solver_steps
     times = {m: [] for m in MEASUREMENTS}
     for r, n in enumerate(sched.blocks):
         k = r % len(MEASUREMENTS)

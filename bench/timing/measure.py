@@ -62,7 +62,7 @@ def time_generation(
         return timed_loop(lambda: flow.inverse(z), iters, warmup, device, tick)
 
 
-def time_solver_iteration(
+def time_solver_steps(
     flow: MultiScaleFlow,
     batch: int,
     iters: int,

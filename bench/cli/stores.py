@@ -1,0 +1,46 @@
+"""The stores a command shares with others: the locks around its writes, and the stored run a
+report command reads.
+
+Writers of shared state hold a lock (`bench.locks`) around their whole read-compute-write
+section: the reports folder (`lock_reports`), and the timing, perf and realism results
+(`lock_results`). A second live writer is refused with a one-line error naming its pid.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+WRITER = "bench command"  # who holds a lock, as the refusal names it (any bench command)
+
+
+def lock_reports(out: str | Path):
+    """`with lock_reports(out):` — this command is the only writer of the reports folder
+    `out` (its `.lock`); the folder is created first, so that every writer locks the same
+    file whether or not the folder existed."""
+    from bench import locks
+
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    return locks.holding(folder, WRITER)
+
+
+def lock_results(path: str | Path):
+    """`with lock_results(results / 'timing.csv'):` — this command is the only writer of a
+    results file and its companions (the lock is `<file>.lock` beside it)."""
+    from bench import locks
+
+    return locks.holding(Path(path), WRITER)
+
+
+def report_run(results_dir, out, run_id, report_file: str):
+    """The stored run a report command uses: `run_id` when given, else the run that
+    OUT/`report_file` was made from (so a plain `bench report` rebuilds what is there), else
+    the latest run."""
+    from bench import provenance as P
+    from bench.runner import find_run, runs_root
+
+    if run_id is None:
+        made_from = P.recorded_run(Path(out) / report_file)
+        if made_from and (runs_root(results_dir) / made_from).is_dir():
+            run_id = made_from
+    return find_run(results_dir, run_id)
