@@ -91,3 +91,17 @@ def test_help_imports_no_heavy_library(args):
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO
     )
     assert out.stdout.rstrip().endswith("LOADED:"), out.stdout[-300:]
+
+
+def test_run_help_names_the_declared_default_methods_and_tasks():
+    """The help text cannot import the registries (it must stay fast), so it spells the
+    defaults out: they must be what the methods and tasks declare."""
+    from bench.cli import main
+    from bench.methods import default_method_names
+    from bench.tasks import TASKS
+
+    params = {p.name: p for p in main.commands["run"].params}
+    methods = re.search(r"Table 1's: ([\w,-]+)\]", params["methods"].help)[1]
+    tasks = re.search(r"Table 1's, ([\w,-]+)\]", params["tasks"].help)[1]
+    assert methods.split(",") == list(default_method_names())
+    assert tasks.split(",") == [t for t in TASKS if TASKS[t].default]

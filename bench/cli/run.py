@@ -42,12 +42,16 @@ MAX_HOURS = 24.0
 @preset_option()
 @data_options
 @click.option(
-    "--methods", default=None, help="comma-separated methods [default: csgm,glowip,map,bm3d,ours]"
+    "--methods",
+    default=None,
+    help="comma-separated methods [default: those declaring default = True, Table 1's: "
+    "csgm,glowip,map,bm3d,ours]; `bench info --list` lists every one, plugins included",
 )
 @click.option(
     "--tasks",
     default=None,
-    help="comma-separated tasks [default: denoising,deblurring,inpainting,colorization]",
+    help="comma-separated tasks [default: Table 1's, denoising,deblurring,inpainting,"
+    "colorization]; `bench info --list` lists every one, plugins included",
 )
 @device_option
 @click.option(
