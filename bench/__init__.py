@@ -5,6 +5,7 @@ flow" and "Use it from Python"):
 
 - base types: :class:`Method`, :class:`FlowMethod`, :class:`Task`, :class:`Dataset`,
   :class:`FlowArchitecture`; :func:`register` files a class or an instance in its registry;
+  :func:`load_plugins` loads plugin files or modules;
 - :func:`load_rows` (a run's per-image rows as one DataFrame), :func:`restore` (a batch of
   images restored by a named method), :func:`load_flow` (a checkpoint).
 
@@ -21,6 +22,7 @@ _EXPORTS = {
     "Dataset": "bench.datasets",
     "FlowArchitecture": "bench.flows",
     "register": "bench.plugins",
+    "load_plugins": "bench.plugins",
     "load_rows": "bench.api",
     "restore": "bench.api",
     "load_flow": "bench.api",
@@ -30,7 +32,17 @@ _EXPORTS = {
 
 
 # subpackages a notebook reaches as attributes (`bench.data.load_images`)
-_SUBMODULES = ("config", "data", "datasets", "flows", "methods", "metrics", "runner", "tasks")
+_SUBMODULES = (
+    "config",
+    "data",
+    "datasets",
+    "flows",
+    "methods",
+    "metrics",
+    "plugins",
+    "runner",
+    "tasks",
+)
 
 
 def __getattr__(name: str):

@@ -69,13 +69,14 @@ def restore(
 
     from bench import data, metrics
     from bench.methods import get_method
+    from bench.methods.base import restore_checked
     from bench.tasks import get_task, image_seeds
 
     x255 = torch.as_tensor(images)
     names = list(names) if names is not None else [f"img{i}" for i in range(x255.shape[0])]
     m, t = get_method(method), get_task(task)
     y = t.measure(x255, names, seed)
-    out = m.restore(flow, t, y, weight, iters, image_seeds(names, seed), device)
+    out = restore_checked(m, flow, t, y, weight, iters, image_seeds(names, seed), device)
     out.y = y
     out.psnr = metrics.psnr(data.to_pixels(out.x), x255)
     return out

@@ -64,8 +64,11 @@ class PluginError(BenchError):
     """A plugin that cannot be loaded; the message names the plugin and the problem."""
 
 
-_state = types.SimpleNamespace(done=False, loading=False, origin="", loaded={}, specs=[])
-# `loaded` maps each loaded plugin's key to the origin its items were registered under
+_state = types.SimpleNamespace(
+    done=False, loading=False, origin="", loaded={}, specs=[], digests={}
+)
+# `loaded` maps each loaded plugin's key to the origin its items were registered under;
+# `digests` a plugin file's key to the sha256 of the file it was loaded from
 
 
 def registries() -> dict:
@@ -179,6 +182,11 @@ def looks_like_file(path: str) -> bool:
     return path.endswith(".py") or os.sep in path or Path(path).is_file()
 
 
+def load_plugins(specs: Iterable[str]) -> list[str]:
+    """`bench.load_plugins([...])`: load plugin files or modules from Python (`load`)."""
+    return load(specs)
+
+
 def load(specs: Iterable[str]) -> list[str]:
     """Load plugins given as files or modules (see the module docstring); returns their keys.
     Raises PluginError naming the plugin and the problem."""
@@ -186,17 +194,30 @@ def load(specs: Iterable[str]) -> list[str]:
     keys = []
     for spec in specs:
         key = spec_key(spec)
+        if key in _state.loaded and _state.digests.get(key) != file_digest(key):
+            forget([key])  # the file changed since it was loaded here: load the new code
         if key not in _state.loaded:
             load_one(spec, key)
         keys.append(key)
     return keys
 
 
+def file_digest(key: str) -> str | None:
+    """sha256 of a plugin file (None: a module plugin, or a file that cannot be read)."""
+    path = split_spec(key)[0]
+    if not looks_like_file(path):
+        return None
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
 def load_one(spec: str, key: str) -> None:
     """Import one plugin and check it registered something; on any failure, nothing of it
     stays registered or imported (so a corrected plugin loads cleanly). PluginError."""
     path, name = split_spec(spec)
-    origin = f"plugin {spec}"
+    origin = f"plugin {display_path(key)}"
     counts = {kind: len(reg.registered()) for kind, reg in registries().items()}
     try:
         with _origin(origin):
@@ -211,7 +232,27 @@ def load_one(spec: str, key: str) -> None:
         unregister(origin, path)
         raise
     _state.loaded[key] = origin
+    _state.digests[key] = file_digest(key)
     _state.specs.append(key)
+
+
+def origin_digest(origin: str) -> str | None:
+    """sha256 of the plugin file that registered items under `origin` (None: a built-in, an
+    entry point or a module plugin)."""
+    for key, recorded in _state.loaded.items():
+        if recorded == origin:
+            return _state.digests.get(key)
+    return None
+
+
+def display_path(key: str) -> str:
+    """A plugin key as reports show it: a file inside the working folder relative to it (so a
+    report does not depend on where the checkout lives), else as the key."""
+    path, name = split_spec(key)
+    if looks_like_file(path):
+        with contextlib.suppress(ValueError):
+            path = str(Path(path).relative_to(Path.cwd()))
+    return f"{path}:{name}" if name else path
 
 
 def import_and_register(spec: str, path: str, name: str) -> None:
@@ -228,8 +269,10 @@ def import_and_register(spec: str, path: str, name: str) -> None:
         raise PluginError(msg) from None
     except BenchError as e:
         raise PluginError(f"plugin {spec}: {e}") from None
+    except SystemExit as e:
+        raise PluginError(f"plugin {spec}: it called sys.exit({e.code}) while loading") from None
     except Exception as e:  # a plugin's import may raise anything: one line, never a traceback
-        raise PluginError(f"plugin {spec}: {describe_failure(e)}") from None
+        raise PluginError(f"plugin {spec}: {describe_failure(e, path)}") from None
 
 
 def unregister(origin: str, path: str) -> None:
@@ -248,6 +291,7 @@ def forget(keys: Iterable[str]) -> None:
     for key in keys:
         key = spec_key(key)
         origin = _state.loaded.pop(key, None)
+        _state.digests.pop(key, None)
         if isinstance(origin, str):
             unregister(origin, split_spec(key)[0])
         with contextlib.suppress(ValueError):
@@ -259,6 +303,10 @@ def import_plugin(path: str) -> types.ModuleType:
     if not looks_like_file(path):
         return importlib.import_module(path)
     file = Path(path).expanduser().resolve()
+    if file.is_dir():
+        raise PluginError(
+            f"plugin {path}: is a folder: give a .py file, or an importable module name"
+        )
     if not file.is_file():
         raise PluginError(
             f"plugin {path}: no such file (give a .py file or an importable module name)"
@@ -286,17 +334,18 @@ def file_module_name(file: Path) -> str:
     return f"bench_plugin_{file.stem}_{digest}"
 
 
-def describe_failure(e: BaseException) -> str:
-    """One line: the exception type, its message and where in the plugin it was raised."""
+def describe_failure(e: BaseException, path: str = "") -> str:
+    """One line: the exception type, its message and where in the plugin it was raised (the
+    last line of the traceback inside the plugin's own file, if any)."""
     if isinstance(e, SyntaxError):
         return f"syntax error at {Path(e.filename or '?').name} line {e.lineno}: {e.msg}"
     if isinstance(e, ModuleNotFoundError):
         return f"cannot import {e.name!r} (install it, or fix the import)"
     where = ""
-    frames = traceback.extract_tb(e.__traceback__)
+    own = Path(path).name if path and looks_like_file(path) else ""
+    frames = [f for f in traceback.extract_tb(e.__traceback__) if Path(f.filename).name == own]
     if frames:
-        last = frames[-1]
-        where = f" (at {Path(last.filename).name} line {last.lineno})"
+        where = f" (at {own} line {frames[-1].lineno})"
     text = str(e).splitlines()[0] if str(e) else ""
     return f"{type(e).__name__}: {text}{where}"
 
@@ -305,11 +354,3 @@ def loaded_specs() -> list[str]:
     """The plugins loaded from BENCH_PLUGINS and --plugin in this process, as absolute keys:
     what a worker process loads (:func:`load`) before it computes."""
     return list(_state.specs)
-
-
-def export_to_environment(keys: Iterable[str]) -> None:
-    """Add plugin keys to ``BENCH_PLUGINS`` so processes started from now on load them."""
-    current = env_specs()
-    merged = current + [k for k in keys if k not in current]
-    if merged:
-        os.environ[PLUGINS_ENV] = os.pathsep.join(merged)

@@ -13,12 +13,15 @@ plugin must not silently replace a built-in), unless ``replace=True``.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Generic, TypeVar
 
 from bench.errors import BenchError
 
 T = TypeVar("T")
+# names become file names (cells, checkpoints, figures) and entries of comma-separated options
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
 
 def describe_item(item) -> str:
@@ -70,6 +73,11 @@ class Registry(Generic[T]):
         if not isinstance(name, str) or not name:
             raise RegistryError(
                 f"{describe_item(item)} has no name: set the class attribute `name`"
+            )
+        if not NAME.match(name):
+            raise RegistryError(
+                f"{self.kind} name {name!r} is not allowed: use letters, digits, '.', '_' and "
+                "'-' (names become file names and entries of comma-separated options)"
             )
         if name in self._items and not replace and self._items[name] is not inst:
             where = self._origin.get(name) or "bench"

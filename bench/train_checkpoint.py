@@ -75,8 +75,13 @@ def _check_arch_config(cfg, path: Path) -> None:
     from bench.flows import ARCHITECTURES, INV_MODES
 
     if cfg["arch"] not in ARCHITECTURES:
-        raise malformed_checkpoint(path, f"arch_config field arch is {cfg['arch']!r}, not one "
-                                          f"of {', '.join(ARCHITECTURES)}")  # fmt: skip
+        # a well-formed name no registered architecture carries: a plugin's flow, most likely
+        raise CheckpointError(
+            f"checkpoint {path} names an unregistered architecture (arch_config field arch is "
+            f"{cfg['arch']!r}, not one of {', '.join(ARCHITECTURES)}): if a plugin defines it, "
+            "load that plugin (--plugin FILE or BENCH_PLUGINS); else the file is malformed: "
+            "retrain it with `bench train --force`"
+        )
     for k in ("hidden", "in_channels", "size"):
         if k in cfg and cfg[k] < 1:
             raise malformed_checkpoint(path, f"arch_config field {k} is {cfg[k]!r}")

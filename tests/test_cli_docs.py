@@ -105,3 +105,17 @@ def test_run_help_names_the_declared_default_methods_and_tasks():
     tasks = re.search(r"Table 1's, ([\w,-]+)\]", params["tasks"].help)[1]
     assert methods.split(",") == list(default_method_names())
     assert tasks.split(",") == [t for t in TASKS if TASKS[t].default]
+
+
+def test_every_package_is_installed_by_a_wheel():
+    """pyproject lists the packages by hand (baselines/ installs as bench_baselines): a package
+    missing there works in an editable install and is absent from a wheel."""
+    import tomllib
+
+    listed = set(
+        tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    )
+    found = {
+        ".".join(p.parent.relative_to(REPO).parts) for p in (REPO / "bench").rglob("__init__.py")
+    }
+    assert listed == found | {"bench_baselines"}

@@ -13,6 +13,9 @@ solver it discovers. Registering an item adds its cases here; no test code is wr
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -214,3 +217,19 @@ def test_dataset_shape_dtype_and_determinism(name, tmp_cache):
     assert first.fingerprint == again.fingerprint
     valid = data.load_images(name, "valid", root, limit=4, progress=False)
     assert not set(valid.names) & set(first.names)
+    # the same in another process (its own hash seed: a dataset seeded by hash() differs)
+    code = (
+        "from bench import data; import sys; "
+        "print(data.load_images(sys.argv[1], 'test', sys.argv[2] or None, limit=4, "
+        "progress=False).fingerprint)"
+    )
+    specs = [*plugins.env_specs(), *plugins.loaded_specs()]
+    env = {**os.environ, plugins.PLUGINS_ENV: os.pathsep.join(dict.fromkeys(specs))}
+    out = subprocess.run(
+        [sys.executable, "-c", code, name, str(root or "")],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    )
+    assert out.stdout.strip() == first.fingerprint

@@ -59,6 +59,11 @@ BROKEN = {
         "has no name",
     ),
     "nothing": ("x = 1\n", "registered nothing"),
+    "exits": ("import sys\nsys.exit(3)\n", "called sys.exit(3)"),
+    "bad_name": (
+        "import bench\nclass M(bench.Method):\n    name = 'my/floor'\nbench.register(M)\n",
+        "method name 'my/floor' is not allowed",
+    ),
 }
 
 
@@ -71,10 +76,11 @@ def test_a_broken_plugin_is_one_line_naming_it(case, tmp_path):
     assert "tik" not in METHODS and "csgm" in METHODS
 
 
-def test_a_missing_name_or_file_or_module(tmp_path):
+def test_a_missing_name_or_file_or_module_or_a_folder(tmp_path):
     one_line_error(invoke(["info", "--plugin", TIKHONOV + ":Nope"]), "has no name 'Nope'")
     one_line_error(invoke(["info", "--plugin", str(tmp_path / "gone.py")]), "no such file")
     one_line_error(invoke(["info", "--plugin", "no_such_plugin_module"]), "cannot import")
+    one_line_error(invoke(["info", "--plugin", str(tmp_path) + "/"]), "is a folder")
 
 
 def test_a_broken_plugin_in_bench_plugins_is_one_line_too(tmp_path, monkeypatch):
@@ -186,6 +192,9 @@ def test_the_cli_runs_a_plugin_into_table1(tmp_path, monkeypatch):
     assert "Tikhonov (pixel-space least squares)" in table and "2× downsampling" in table
     assert "λ = " in table
     assert (tmp_path / "reports" / "fig_downsample2.png").is_file()
+    # no chosen method needs a flow: none is trained, and the table says so
+    assert not (tmp_path / "results" / "checkpoints").exists()
+    assert "- **Model**: none (no method of this run needs a flow)" in table
 
 
 def test_a_stored_run_renders_the_same_without_its_plugins(tmp_path):
@@ -194,7 +203,11 @@ def test_a_stored_run_renders_the_same_without_its_plugins(tmp_path):
     res = plugin_run(tmp_path / "results")
     with_plugins = report.render_table1(res.run_dir)
     assert "Tikhonov (pixel-space least squares)" in with_plugins and "λ = 0.01" in with_plugins
-    assert f"- **Plugins**: tikhonov (plugin {TIKHONOV}), downsample2 (plugin " in with_plugins
+    # plugin files inside the working folder are named relative to it (pytest runs in the repo)
+    assert (
+        "- **Plugins**: tikhonov (plugin examples/plugins/tikhonov.py), downsample2 (plugin "
+        in (with_plugins)
+    )
     plugins.forget(plugins.loaded_specs())
     assert "tikhonov" not in METHODS and "downsample2" not in TASKS
     assert report.render_table1(res.run_dir) == with_plugins
@@ -205,7 +218,9 @@ def test_info_lists_every_registered_item_with_its_plugin():
     assert result.exit_code == 0, result.output
     assert "* ours: Ours; α (alpha); every task" in result.output
     assert "tikhonov: Tikhonov (pixel-space least squares); λ (lambda); " in result.output
-    assert f"[plugin {DOWNSAMPLE}]" in result.output and "coupling:" in result.output
+    assert (
+        "[plugin examples/plugins/downsample.py]" in result.output and "coupling:" in result.output
+    )
 
 
 # ---- entry points --------------------------------------------------------------------------------
@@ -256,3 +271,129 @@ def test_the_readme_python_example_runs(width8_checkpoint):
     scope: dict = {}
     exec(compile(code, "README.md", "exec"), scope)
     assert scope["out"].x.shape == (8, 3, 32, 32) and len(scope["rows"]) > 0
+
+
+# ---- a plugin method that fails or breaks the contract, an edited plugin -----------------------
+def method_plugin(tmp_path, body: str, name: str = "probe") -> str:
+    return write(
+        tmp_path,
+        f"{name}.py",
+        f"""
+        import numpy as np
+        import torch
+        import bench
+
+        class Probe(bench.Method):
+            name = "{name}"
+            needs_flow = False
+
+            def restore(self, flow, task, y, weight, iters, seeds, device, progress=None, lr=None):
+        {textwrap.indent(textwrap.dedent(body), " " * 16)}
+
+        bench.register(Probe)
+        """,
+    )
+
+
+@pytest.mark.parametrize(
+    "body,problem",
+    [
+        ("raise ValueError('no convergence')", "failed on denoising: ValueError: no convergence"),
+        ("return y", "returned Tensor on denoising: restore must return a bench.Restoration"),
+        (
+            "return bench.Restoration(y[:, :, :16], np.zeros(len(seeds)), "
+            "np.zeros(len(seeds), bool), 0.0)",
+            "returned x of shape (1, 3, 16, 32)",  # the estimate restores one image first
+        ),
+    ],
+)
+def test_a_plugin_method_that_fails_is_one_line_naming_it(body, problem, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = method_plugin(tmp_path, body)
+    args = ["run", "--table", "1", "--preset", "smoke", "--dataset", "builtin", "--threads", "1"]
+    args += ["--plugin", path, "--methods", "probe", "--tasks", "denoising", "--no-progress"]
+    one_line_error(invoke(args), "method probe (plugin probe.py)", problem)
+
+
+def test_an_edited_plugin_file_is_loaded_again(tmp_path):
+    path = method_plugin(tmp_path, "raise ValueError('v1')")
+    plugins.load([path])
+    first = METHODS["probe"]
+    assert plugins.load([path]) and METHODS["probe"] is first  # unchanged: not reloaded
+    Path(path).write_text(Path(path).read_text().replace("v1", "v2"))
+    plugins.load([path])  # what a worker does before each cell
+    assert METHODS["probe"] is not first
+    with pytest.raises(ValueError, match="v2"):
+        METHODS["probe"].restore(None, "denoising", torch.zeros(1, 3, 32, 32), None, 1, [0], "cpu")
+
+
+def test_the_recorded_command_names_bench_plugins(monkeypatch):
+    from bench.cli.output import command_line
+
+    monkeypatch.setenv(plugins.PLUGINS_ENV, TIKHONOV)
+    monkeypatch.setattr("sys.argv", ["bench", "run", "--table", "1"])
+    assert command_line() == f"BENCH_PLUGINS={TIKHONOV} bench run --table 1"
+
+
+def test_a_checkpoint_of_an_unregistered_architecture_asks_for_its_plugin(tmp_path):
+    from bench.errors import CheckpointError
+    from bench.train import load_checkpoint
+
+    flow = tiny_flow()
+    cfg = {**flow.arch_config, "arch": "my-flow"}
+    torch.save({"arch_config": cfg, "model": flow.state_dict()}, tmp_path / "f.pt")
+    with pytest.raises(CheckpointError, match="unregistered architecture .* 'my-flow'.*load that plugin"):
+        load_checkpoint(tmp_path / "f.pt")
+
+
+def test_table1_runs_on_a_plugin_architecture(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    path = write(
+        tmp_path,
+        "arch.py",
+        """
+        import bench
+        from bench.flows.glow import Glow
+
+        class Glow2(Glow):
+            name = "glow2"
+            label = "glow, registered again under another name"
+
+        bench.register(Glow2)
+        """,
+    )
+    common = ["--preset", "smoke", "--dataset", "builtin", "--threads", "1", "--no-progress"]
+    common += ["--plugin", path, "--arch", "glow2"]
+    args = ["run", "--table", "1", *common, "--methods", "ours", "--tasks", "denoising"]
+    result = invoke(args)
+    assert result.exit_code == 0, result.output
+    table = (tmp_path / "reports" / "table1.md").read_text()
+    assert "glow2" in table and "- **Plugins**: glow2 (flow, plugin arch.py)" in table
+    assert (tmp_path / "results" / "checkpoints" / "builtin-smoke-glow2.pt").is_file()
+
+
+def test_a_run_refuses_cells_of_an_edited_plugin_unless_forced(tmp_path):
+    copy = tmp_path / "tik.py"
+    copy.write_text(Path(TIKHONOV).read_text())
+
+    def run(**kw):
+        plugins.load([str(copy)])
+        return runner.run_table1(
+            tiny_flow(),
+            {"fingerprint": "plugin-test"},
+            PRESET,
+            "builtin",
+            methods="tikhonov",
+            tasks="denoising",
+            results_dir=tmp_path / "results",
+            progress=False,
+            threads=1,
+            **kw,
+        )
+
+    assert len(run().computed) == 1 and len(run().reused) == 1  # unchanged: resumed
+    copy.write_text(copy.read_text().replace("CG_MAX_ITERS = 100", "CG_MAX_ITERS = 1"))
+    with pytest.raises(BenchError, match=r"the plugin of method tikhonov \(plugin .*tik.py\) "):
+        run()
+    assert len(run(force=True).computed) == 1
+    assert len(run().reused) == 1

@@ -61,14 +61,14 @@ def handle_errors(fn):
 
 
 def load_plugins(specs) -> None:
-    """Load --plugin specs (and BENCH_PLUGINS) before the command runs, and pass them on to
-    the processes it starts (joblib and Dask workers read BENCH_PLUGINS). PluginError (one
-    line, exit 2) for a broken plugin."""
+    """Load BENCH_PLUGINS and the --plugin specs before the command runs (the runner hands
+    them to its joblib and Dask workers, `bench.plugins.loaded_specs`). PluginError (one line,
+    exit 2) for a broken plugin."""
     from bench import plugins
 
     specs = [*plugins.env_specs(), *specs]
     if specs:
-        plugins.export_to_environment(plugins.load(specs))
+        plugins.load(specs)
 
 
 # options naming a registered item, checked once the plugins are loaded (so a plugin's

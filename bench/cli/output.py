@@ -89,6 +89,13 @@ def stdout_survives_its_reader():
 def command_line() -> str:
     """The exact command that is running, for report headers; --replace, which only
     authorises the write and changes nothing in it, is left out (so that the line remakes
-    the same file once it is there)."""
+    the same file once it is there). Plugins named by BENCH_PLUGINS lead it
+    (``BENCH_PLUGINS=... bench ...``): the command does not work without them."""
+    import os
+
+    from bench.plugins import PLUGINS_ENV
+
     args = [a for a in sys.argv[1:] if a != "--replace"]
-    return "bench " + " ".join(shlex.quote(a) for a in args)
+    env = os.environ.get(PLUGINS_ENV, "").strip()
+    lead = f"{PLUGINS_ENV}={shlex.quote(env)} " if env else ""
+    return lead + "bench " + " ".join(shlex.quote(a) for a in args)

@@ -48,7 +48,7 @@ def report(results_dir, out, run_id, replace) -> None:
         P.record(rep.table1_paths(out, manifest), run_src)
         click.echo(rep.console_table(run_dir))
         click.echo(f"run: {run_dir}")
-        click.echo(f"report: {path} (with {Path(out) / rep.GRID_FILE} and Figures 3–6)")
+        click.echo(f"report: {path} (with {Path(out) / rep.GRID_FILE} and the task figures)")
         if timing is not None:
             click.echo(f"report: {tm.write_table2(*timing, out)} (from {results_dir}/timing*)")
             P.record([table2], P.timing_source(timing[1]))

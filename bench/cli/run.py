@@ -11,6 +11,7 @@ import click
 from bench.cli import main
 from bench.cli.errors import handle_errors
 from bench.cli.options import (
+    arch_option,
     data_options,
     device_option,
     max_hours_option,
@@ -105,6 +106,7 @@ MAX_HOURS = 24.0
 @seed_option("base seed of the per-image noise and initial latents")
 @progress_option
 @replace_option
+@arch_option
 @handle_errors
 def run(
     table,
@@ -128,6 +130,7 @@ def run(
     seed,
     progress,
     replace,
+    arch,
 ) -> None:
     """Run Table 1 (every method on every task, weights chosen by grid search) and write
     reports/table1.md, reports/grid_search.png and Figures 3–6, at the preset's sizes
@@ -149,13 +152,17 @@ def run(
     _check_execution(checkpoint, backend, scheduler)
 
     inputs = _check_inputs(
-        plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace
+        plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace, arch
     )
     if inputs.run_id is not None:  # the run is known (its flow is trained): refuse it now
         P.check(targets, source(inputs.run_id), replace)
     threads = _threads_and_estimate(inputs, dataset, dev, backend, jobs, threads, max_hours)
 
-    flow, meta = _ready_flow(p, dataset, data_root, dev, checkpoint, results_dir, progress, replace)
+    flow, meta = (None, {})  # no chosen method needs a flow: none is trained or loaded
+    if inputs.needs_flow:
+        flow, meta = _ready_flow(
+            p, dataset, data_root, dev, checkpoint, results_dir, progress, replace, arch
+        )
     result = runner.run_table1(
         flow,
         meta,
@@ -210,7 +217,7 @@ def _threads_and_estimate(inputs, dataset, dev, backend, jobs, threads, max_hour
     return threads
 
 
-def _ready_flow(p, dataset, data_root, dev, checkpoint, results_dir, progress, replace):
+def _ready_flow(p, dataset, data_root, dev, checkpoint, results_dir, progress, replace, arch):
     """The run's flow and its checkpoint's metadata: --checkpoint, else the preset's flow,
     trained first (or its training finished) when needed (`bench.train.ensure_flow`)."""
     from bench import train
@@ -220,6 +227,7 @@ def _ready_flow(p, dataset, data_root, dev, checkpoint, results_dir, progress, r
         dataset,
         data_root,
         dev,
+        arch=arch,
         checkpoint=checkpoint,
         results_dir=results_dir,
         progress=progress,
@@ -272,11 +280,11 @@ def _say_done(result, path, out) -> None:
     for line in result.failed:
         click.echo(f"failed: {line}")
     click.echo(f"results: {result.run_dir}")
-    click.echo(f"report: {path} (with {Path(out) / report.GRID_FILE} and Figures 3–6)")
+    click.echo(f"report: {path} (with {Path(out) / report.GRID_FILE} and the task figures)")
 
 
 def _check_inputs(
-    plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace
+    plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace, arch
 ):
     """Everything the run reads, checked before any estimate is printed: the images each
     stage really loads (a partial CelebA copy may hold fewer than the preset asks: the plan
@@ -294,13 +302,16 @@ def _check_inputs(
     ckpt = (
         Path(checkpoint)
         if checkpoint
-        else train.default_checkpoint_path(dataset, p.name, "coupling", results_dir)
+        else train.default_checkpoint_path(dataset, p.name, arch, results_dir)
     )
-    out = SimpleNamespace(plan=plan, flow_config=None, extra="", run_id=None)
+    out = SimpleNamespace(plan=plan, flow_config=None, extra="", run_id=None, arch=arch)
     out.source = "the preset's {flow}, to be trained"
+    out.needs_flow = needs_flow(plan)
     ready = None  # the fingerprint of a flow that needs no training
-    if ckpt.is_file():
-        peek, meta = train.load_checkpoint(ckpt, "cpu", arch="coupling")
+    if not out.needs_flow:
+        ready = runner.NO_FLOW
+    elif ckpt.is_file():
+        peek, meta = train.load_checkpoint(ckpt, "cpu", arch=arch)
         out.flow_config, out.source = dict(peek.arch_config), f"checkpoint {ckpt}'s {{flow}}"
         if not checkpoint:
             train.check_checkpoint_dataset(ckpt, meta, dataset)
@@ -325,6 +336,13 @@ def _check_inputs(
     return out
 
 
+def needs_flow(plan) -> bool:
+    """Whether any method with a cell in the plan restores through a flow."""
+    from bench.methods import get_method
+
+    return any(get_method(c.method).needs_flow for c in plan.grid_cells + plan.fixed_cells)
+
+
 def _say_estimate(inputs, dataset, dev, jobs, threads, max_hours) -> None:
     """The plan, where its cells stand and the estimated time of those still to compute
     (none: no estimate); an estimate over `max_hours` is refused (BenchError)."""
@@ -343,7 +361,13 @@ def _say_estimate(inputs, dataset, dev, jobs, threads, max_hours) -> None:
         )
         return
     est = runner.estimate_seconds(
-        plan, dev, jobs=jobs, threads=threads, flow_config=inputs.flow_config, cells=status.todo
+        plan,
+        dev,
+        arch=inputs.arch,
+        jobs=jobs,
+        threads=threads,
+        flow_config=inputs.flow_config,
+        cells=status.todo,
     )
     took = f"{runner.format_duration(est)} on {dev}"
     if est > max_hours * 3600:
@@ -354,7 +378,7 @@ def _say_estimate(inputs, dataset, dev, jobs, threads, max_hours) -> None:
             f"more than --max-hours {max_hours:g}; use {use}a faster --device, or pass "
             f"--max-hours {math.ceil(est / 3600)} to accept it"
         )
-    cfg = inputs.flow_config or {"arch": "coupling", "hidden": p.hidden}
+    cfg = inputs.flow_config or {"arch": inputs.arch, "hidden": p.hidden}
     basis = _estimate_basis(plan, status.todo, cfg, inputs.source)
     click.echo(f"{status.describe()}; estimated time: {took}{inputs.extra} (from {basis})")
 

@@ -172,7 +172,10 @@ class Method:
         if weight is None:
             weight = self.paper_weight(task)
         if weight is None:
-            raise BenchError(f"{self.name} needs a {self.weight_name} for {task.name}")
+            raise BenchError(
+                f"{self.name} needs a weight {self.symbol()} ({self.weight_name}) for "
+                f"{task.name}: the paper gives none for it; pass one (a grid, or weight=...)"
+            )
         return float(weight)
 
     def check(self, task, y, seeds) -> Task:
@@ -259,6 +262,40 @@ def l1_fit(task: Task, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def l2_fit(task: Task, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """‖A x − y‖₂² per image (sum over pixels)."""
     return (task.A(x) - y).pow(2).flatten(1).sum(1)
+
+
+def restore_checked(
+    method: Method, flow, task, y, weight, iters: int, seeds, device, progress=None
+) -> Restoration:
+    """`method.restore(...)` with its contract checked: a `Restoration` whose x is
+    (B, 3, H, W) for B = len(seeds) images of the size of the task's clean images (32×32).
+    A method from a plugin that raises (anything but BenchError), or any method that breaks
+    the contract, gives a BenchError naming the method, where it came from and the task; a
+    built-in method's own exception propagates (a bug is not a failed cell)."""
+    task = get_task(task)
+    origin = METHODS.origin(method.name) or type(method).__module__
+    plugin = origin.startswith(("plugin", "entry point"))
+    where = f"method {method.name} ({origin})"
+    try:
+        res = method.restore(flow, task, y, weight, iters, seeds, device, progress=progress)
+    except BenchError:
+        raise
+    except Exception as e:
+        if not plugin:
+            raise
+        text = str(e).splitlines()[0] if str(e) else ""
+        raise BenchError(
+            f"{where} failed on {task.name}: {type(e).__name__}: {text} (fix the plugin)"
+        ) from None
+    want = (len(seeds), config.CHANNELS, config.IMAGE_SIZE, config.IMAGE_SIZE)
+    x = getattr(res, "x", None)
+    if not isinstance(x, torch.Tensor) or tuple(x.shape) != want:
+        got = type(res).__name__ if x is None else f"x of shape {tuple(getattr(x, 'shape', ()))}"
+        raise BenchError(
+            f"{where} returned {got} on {task.name}: restore must return a bench.Restoration "
+            f"whose x is {want} in model space"
+        )
+    return res
 
 
 # ---- registry ----------------------------------------------------------------------------------

@@ -108,4 +108,8 @@ def plugins_line(man: dict) -> list[str]:
         for name, info in man.get(kind, {}).items()
         if str(info.get("origin", "")).startswith(("plugin", "entry point"))
     ]
+    for kind, text in (man.get("item_origins") or {}).items():
+        name, _, origin = str(text or "").partition(": ")
+        if origin.startswith(("plugin", "entry point")):
+            found.append(f"{name} ({kind}, {origin})")
     return [f"- **Plugins**: {', '.join(found)}"] if found else []

@@ -16,6 +16,8 @@ def images_line(info: dict | None) -> str:
 
 
 def model_line(model: dict) -> str:
+    if model.get("fingerprint") == "none" and model.get("arch") is None:
+        return "none (no method of this run needs a flow)"
     parts = [f"{model.get('arch', '?')} flow", f"width {model.get('hidden', '?')}"]
     if model.get("num_params") is not None:
         parts.append(f"{int(model['num_params']):,} parameters")

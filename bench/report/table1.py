@@ -12,6 +12,7 @@ from bench.report.declared import (
     defect_text,
     figure_caption,
     figure_file,
+    figure_number,
     plugins_line,
     split_methods,
 )
@@ -167,10 +168,12 @@ def _grid_lines(man: dict, grid, labels: dict, grid_png: str | None) -> list[str
 
 
 def _figure_lines(figures: dict[str, str], n_images: int, man: dict) -> list[str]:
-    """The Figures 3–6 section, one image link per task figure."""
+    """The figures section (Figures 3–6 when every task is one of the paper's), one image link
+    per task figure."""
+    paper = all(figure_number(man, t) is not None for t in figures)
     lines = [
         "",
-        "## Figures 3–6",
+        "## Figures 3–6" if paper else "## Figures",
         "",
         f"Rows: target (5-bit), measurement, each method; the first "
         f"{min(FIGURE_IMAGES, n_images)} test images.",

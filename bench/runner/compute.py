@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from bench.methods.base import restore_checked
 from bench.runner.plan import Cell
 from bench.runner.workers import dask_worker_threads, in_dask_worker
 
@@ -109,8 +110,8 @@ def compute_cell(
         # the solvers' z0 use distinct streams of it (see bench.tasks)
         image_seeds = T.image_seeds(names, ctx.seed)
         t0 = time.perf_counter()
-        res = method.restore(
-            flow, task, y, cell.weight, ctx.iters, image_seeds, ctx.device, progress=progress
+        res = restore_checked(
+            method, flow, task, y, cell.weight, ctx.iters, image_seeds, ctx.device, progress
         )
         seconds = float(getattr(res, "seconds", None) or (time.perf_counter() - t0))
         x, loss, diverged = _outcome(res, len(names))

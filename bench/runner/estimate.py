@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from bench import config, machine
 from bench.machine import sync
+from bench.methods.base import restore_checked
 from bench.runner.plan import Cell, Plan
 from bench.runner.store import cell_status
 
@@ -83,7 +84,7 @@ def time_method_image(
     y = t.measure(x255, names, seed=0)
     seeds = T.image_seeds(names, 0)
     start = time.perf_counter()
-    m.restore(None, t, y, weight, iters, seeds, device)
+    restore_checked(m, None, t, y, weight, iters, seeds, device)
     return time.perf_counter() - start
 
 

@@ -9,6 +9,7 @@ RUNS_DIR = "runs"
 CELLS_DIR = "cells"
 INPUTS_DIR = "inputs"
 MANIFEST = "run.json"
+NO_FLOW = "none"  # the model fingerprint of a run none of whose methods needs a flow
 
 CSV_COLUMNS = (
     "run_id",

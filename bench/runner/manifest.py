@@ -79,6 +79,48 @@ def _jsonable(v) -> bool:
         return False
 
 
+def declared_origin(registry, name: str) -> dict:
+    """{'origin': where the item was registered from, 'digest': sha256 of its plugin file (a
+    plugin file's items only)}."""
+    from bench import plugins
+
+    origin = registry.origin(name)
+    digest = plugins.origin_digest(origin)
+    return {"origin": origin, **({"digest": digest} if digest else {})}
+
+
+def changed_plugins(before: dict, plan: Plan) -> list[str]:
+    """The plan's methods and tasks whose plugin file differs from the one the run's cells
+    were computed with (`before`: the manifest found)."""
+    from bench import methods as M
+    from bench import tasks as T
+
+    changed = []
+    for kind, names, registry in (
+        ("method", plan.methods, M.METHODS),
+        ("task", plan.tasks, T.TASKS),
+    ):
+        for name in names:
+            old = before.get(f"{kind}_info", {}).get(name, {}).get("digest")
+            new = declared_origin(registry, name).get("digest")
+            if old and old != new:
+                changed.append(f"{kind} {name} ({registry.origin(name)})")
+    return changed
+
+
+def item_origins(dataset: str, flow) -> dict:
+    """Where the run's dataset and flow architecture were registered from (a module of bench,
+    a plugin, an entry point), for the reports' Plugins line."""
+    from bench.datasets import DATASETS
+    from bench.flows import FLOWS
+
+    arch = getattr(flow, "arch", None)
+    return {
+        "dataset": f"{dataset}: {DATASETS.origin(dataset)}",
+        "flow": f"{arch}: {FLOWS.origin(arch)}" if arch else None,
+    }
+
+
 def merge_manifest(
     old: dict,
     key: dict,
@@ -110,9 +152,13 @@ def merge_manifest(
         "seed": key["seed"],
         "select_on": plan.select_on,
         "weights": plan.weights,
-        "model": {**meta_clean, "arch_config": dict(flow.arch_config)},
+        "model": {
+            **meta_clean,
+            "arch_config": None if flow is None else dict(flow.arch_config),
+        },
         "device": str(device),
         "device_description": describe_device(device),
+        "item_origins": item_origins(key["dataset"], flow),
         "command": command or old.get("command"),
         "commands": run_commands(old, command),
         **merged,
@@ -148,11 +194,11 @@ def _merged_plan(old: dict, plan: Plan) -> dict:
     # plugin that defined them (`Method.describe`, `Task.describe`)
     method_info = dict(old.get("method_info", {}))
     method_info.update(
-        {m: {**M.get_method(m).describe(), "origin": M.METHODS.origin(m)} for m in plan.methods}
+        {m: {**M.get_method(m).describe(), **declared_origin(M.METHODS, m)} for m in plan.methods}
     )
     task_info = dict(old.get("task_info", {}))
     task_info.update(
-        {t: {**T.get_task(t).describe(), "origin": T.TASKS.origin(t)} for t in plan.tasks}
+        {t: {**T.get_task(t).describe(), **declared_origin(T.TASKS, t)} for t in plan.tasks}
     )
     return {
         "methods": methods,

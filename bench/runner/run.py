@@ -14,8 +14,8 @@ from bench.config import Preset
 from bench.errors import BenchError
 from bench.runner.backends import BACKENDS, Executor, Stage, connect_dask
 from bench.runner.compute import CellContext, flow_payload
-from bench.runner.layout import MANIFEST
-from bench.runner.manifest import merge_manifest, run_dir_of, run_key, timestamp
+from bench.runner.layout import MANIFEST, NO_FLOW
+from bench.runner.manifest import changed_plugins, merge_manifest, run_dir_of, run_key, timestamp
 from bench.runner.plan import Cell, Plan, plan_table1
 from bench.runner.selection import select_weights
 from bench.runner.store import (
@@ -127,7 +127,7 @@ def run_table1(
         lock = acquire_run_lock(run_dir)
         execution = {"backend": backend, "jobs": jobs, "threads": threads, "scheduler": scheduler}
         before = _record_start(
-            run_dir, key, plan, meta, test, select_set, device, command, flow, execution
+            run_dir, key, plan, meta, test, select_set, device, command, flow, execution, force
         )
         write_inputs(run_dir, test, plan.tasks, seed, force, T)
         ctx = _cell_context(run_dir, dataset, preset, fingerprint, device, seed)
@@ -165,7 +165,11 @@ def _check_execution(backend: str, jobs, scheduler: str | None, threads) -> int 
 def _ready_flow(flow, flow_meta: dict | None, device: str):
     """The flow on `device`, in eval mode without gradients; its metadata completed
     (fingerprint, computed from the weights when absent; arch, hidden, num_params); and its
-    fingerprint as a string."""
+    fingerprint as a string. No flow (None: no method of the run needs one) gives the
+    fingerprint NO_FLOW."""
+    if flow is None:
+        meta = {**(flow_meta or {}), "fingerprint": NO_FLOW, "arch": None}
+        return None, meta, NO_FLOW
     flow = flow.to(device).eval()
     flow.requires_grad_(False)
     meta = dict(flow_meta or {})
@@ -180,12 +184,19 @@ def _ready_flow(flow, flow_meta: dict | None, device: str):
 
 
 def _record_start(
-    run_dir: Path, key, plan: Plan, meta, test, select_set, device, command, flow, execution
+    run_dir: Path, key, plan: Plan, meta, test, select_set, device, command, flow, execution, force
 ) -> dict:
     """Write the run's manifest as this call starts it: the one found (if any) merged with
     this call's plan, flow, images, command and `execution` (`merge_manifest`). Returns the
-    manifest found ({} for a new run)."""
+    manifest found ({} for a new run). A plugin file edited since the run's cells were computed
+    is refused (BenchError) unless `force` recomputes them."""
     before = read_manifest(run_dir) if (run_dir / MANIFEST).is_file() else {}
+    changed = changed_plugins(before, plan)
+    if changed and not force:
+        raise BenchError(
+            f"the plugin of {', '.join(changed)} changed since run {run_dir.name} computed its "
+            "cells: pass --force to recompute them, or --results DIR for a new store"
+        )
     manifest = merge_manifest(
         before, key, run_dir.name, plan, meta, test, select_set, device, command, flow
     )
@@ -222,7 +233,7 @@ def _payload_once(flow, fingerprint: str) -> Callable[[], dict]:
 
     def payload_fn() -> dict:
         if "p" not in payload_cache:
-            payload_cache["p"] = flow_payload(flow, fingerprint)
+            payload_cache["p"] = None if flow is None else flow_payload(flow, fingerprint)
         return payload_cache["p"]
 
     return payload_fn
