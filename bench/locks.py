@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import stat
 import time
 from pathlib import Path
 
@@ -28,7 +29,13 @@ def lock_path(target: str | Path) -> Path:
     """Where the lock of `target` lives: `<folder>/.lock` for a folder (or a path without a
     suffix that does not exist yet), `<file>.lock` beside a file; symlinks resolved."""
     target = Path(target).resolve()
-    if target.is_dir() or (not target.exists() and not target.suffix):
+    # one stat, not is_dir() then exists(): a folder created by another writer between the two
+    # would read as neither, and the two writers would lock two different files
+    try:
+        is_dir, exists = stat.S_ISDIR(target.stat().st_mode), True
+    except FileNotFoundError:
+        is_dir, exists = False, False
+    if is_dir or (not exists and not target.suffix):
         return target / LOCK_NAME
     return target.with_name(target.name + ".lock")
 

@@ -177,7 +177,7 @@ def test_a_run_estimated_beyond_max_hours_is_refused_before_anything_runs(
 @pytest.mark.parametrize("preset, smaller", [("paper", "cpu"), ("cpu", "smoke"), ("smoke", None)])
 def test_the_refusal_suggests_a_preset_smaller_than_the_one_running(preset, smaller):
     """`--preset cpu` beyond --max-hours said "use a smaller --preset (e.g. cpu)"."""
-    from bench.cli.run import _smaller_preset
+    from bench.cli.run_checks import smaller_preset as _smaller_preset
 
     assert _smaller_preset(config.get_preset(preset)) == smaller
 

@@ -342,7 +342,8 @@ def test_a_checkpoint_of_an_unregistered_architecture_asks_for_its_plugin(tmp_pa
     flow = tiny_flow()
     cfg = {**flow.arch_config, "arch": "my-flow"}
     torch.save({"arch_config": cfg, "model": flow.state_dict()}, tmp_path / "f.pt")
-    with pytest.raises(CheckpointError, match="unregistered architecture .* 'my-flow'.*load that plugin"):
+    match = "unregistered architecture .* 'my-flow'.*load that plugin"
+    with pytest.raises(CheckpointError, match=match):
         load_checkpoint(tmp_path / "f.pt")
 
 

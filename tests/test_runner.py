@@ -434,21 +434,29 @@ def test_run_lock_refuses_a_live_writer_and_takes_over_a_dead_ones(tmp_path):
 
 
 def test_locks_cannot_be_won_twice_by_processes_starting_together(tmp_path):
-    """Six processes racing for one lock: exactly one wins each time."""
+    """Six processes racing for one lock: exactly one wins each time. The winner holds the
+    lock until every other process has tried (each leaves a mark), so a process that starts
+    late on a busy machine still races against a held lock, never a released one."""
     import subprocess
     import sys
 
     script = (
-        "import sys, time\n"
+        "import os, sys, time\n"
+        "from pathlib import Path\n"
         "from bench import locks\n"
         "from bench.errors import BenchError\n"
         "time.sleep(max(0.0, float(sys.argv[2]) - time.time()))\n"
+        "marks = Path(sys.argv[1] + '.tried')\n"
         "try:\n"
         "    locks.acquire(sys.argv[1])\n"
         "    print('won', flush=True)\n"
-        "    time.sleep(1.0)\n"
+        "    deadline = time.time() + 30\n"
+        "    while len(list(marks.glob('*'))) < 5 and time.time() < deadline:\n"
+        "        time.sleep(0.05)\n"
         "except BenchError:\n"
         "    print('refused', flush=True)\n"
+        "marks.mkdir(exist_ok=True)\n"
+        "(marks / str(os.getpid())).touch()\n"
     )
     import time
 

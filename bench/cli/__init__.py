@@ -20,7 +20,7 @@ def main() -> None:
 
 # the modules of bench/cli that hold what the commands share (`common` gathers their names);
 # every other module is a command
-SHARED_MODULES = frozenset({"errors", "options", "output", "stores", "threads"})
+SHARED_MODULES = frozenset({"errors", "options", "output", "run_checks", "stores", "threads"})
 
 for _mod in sorted(m.name for m in pkgutil.iter_modules(__path__)):
     if _mod not in SHARED_MODULES:

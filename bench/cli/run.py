@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
-from types import SimpleNamespace
 
 import click
 
@@ -24,6 +22,7 @@ from bench.cli.options import (
     seed_option,
 )
 from bench.cli.output import command_line
+from bench.cli.run_checks import check_inputs, say_estimate
 from bench.cli.stores import lock_reports
 from bench.cli.threads import resolve_threads, threads_option
 
@@ -151,7 +150,7 @@ def run(
     P.check(targets, source(None), replace, partial=True)
     _check_execution(checkpoint, backend, scheduler)
 
-    inputs = _check_inputs(
+    inputs = check_inputs(
         plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace, arch
     )
     if inputs.run_id is not None:  # the run is known (its flow is trained): refuse it now
@@ -210,10 +209,10 @@ def _check_execution(checkpoint, backend: str, scheduler) -> None:
 def _threads_and_estimate(inputs, dataset, dev, backend, jobs, threads, max_hours):
     """--threads as a count for local workers (auto resolved now: after every refusal, before
     the work, so that the estimate and the workers use the same count; None on Dask), then
-    the estimate (`_say_estimate`, which refuses one over `max_hours`); returns the count."""
+    the estimate (`say_estimate`, which refuses one over `max_hours`); returns the count."""
     if backend == "joblib":
         threads = resolve_threads(threads, jobs)
-    _say_estimate(inputs, dataset, dev, jobs if backend == "joblib" else 1, threads, max_hours)
+    say_estimate(inputs, dataset, dev, jobs if backend == "joblib" else 1, threads, max_hours)
     return threads
 
 
@@ -281,134 +280,3 @@ def _say_done(result, path, out) -> None:
         click.echo(f"failed: {line}")
     click.echo(f"results: {result.run_dir}")
     click.echo(f"report: {path} (with {Path(out) / report.GRID_FILE} and the task figures)")
-
-
-def _check_inputs(
-    plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace, arch
-):
-    """Everything the run reads, checked before any estimate is printed: the images each
-    stage really loads (a partial CelebA copy may hold fewer than the preset asks: the plan
-    counts those), the checkpoint (readable, of this dataset; its width and architecture are
-    what the estimate times) or, when the flow must be trained first, the training images; and
-    which cells the run's store already holds (`runner.cell_status`)."""
-    from bench import runner, train
-
-    p = plan.preset
-    test, select = runner.stage_images(
-        dataset, data_root, p, plan.select_on, plan.weights, progress
-    )
-    loaded = {"test": len(test)} if select is None else {"test": len(test), "select": len(select)}
-    plan = plan.with_images(**loaded)
-    ckpt = (
-        Path(checkpoint)
-        if checkpoint
-        else train.default_checkpoint_path(dataset, p.name, arch, results_dir)
-    )
-    out = SimpleNamespace(plan=plan, flow_config=None, extra="", run_id=None, arch=arch)
-    out.source = "the preset's {flow}, to be trained"
-    out.needs_flow = needs_flow(plan)
-    ready = None  # the fingerprint of a flow that needs no training
-    if not out.needs_flow:
-        ready = runner.NO_FLOW
-    elif ckpt.is_file():
-        peek, meta = train.load_checkpoint(ckpt, "cpu", arch=arch)
-        out.flow_config, out.source = dict(peek.arch_config), f"checkpoint {ckpt}'s {{flow}}"
-        if not checkpoint:
-            train.check_checkpoint_dataset(ckpt, meta, dataset)
-        if checkpoint or (meta["complete"] and meta["epochs"] >= p.epochs):
-            ready = meta["fingerprint"]
-        else:
-            out.extra = (
-                f", plus finishing the flow's training first ({ckpt} holds "
-                f"{meta['epochs']} of {p.epochs} epochs)"
-            )
-    else:
-        out.extra = f", plus training the flow first (no checkpoint {ckpt})"
-    if ready is None:  # a flow still to train: its images are checked now, its run is new
-        train.check_training_data(p, dataset, data_root, progress, ckpt, replace)
-        out.status = runner.cell_status(plan)
-    else:
-        run_dir = runner.run_dir_of(
-            results_dir, runner.run_key(plan, dataset, test, select, ready, seed, dev)
-        )
-        out.status = runner.cell_status(plan, run_dir, force)
-        out.run_id = run_dir.name
-    return out
-
-
-def needs_flow(plan) -> bool:
-    """Whether any method with a cell in the plan restores through a flow."""
-    from bench.methods import get_method
-
-    return any(get_method(c.method).needs_flow for c in plan.grid_cells + plan.fixed_cells)
-
-
-def _say_estimate(inputs, dataset, dev, jobs, threads, max_hours) -> None:
-    """The plan, where its cells stand and the estimated time of those still to compute
-    (none: no estimate); an estimate over `max_hours` is refused (BenchError)."""
-    from bench import runner
-    from bench.errors import BenchError
-
-    plan, status = inputs.plan, inputs.status
-    p = plan.preset
-    click.echo(
-        f"Table 1 on {dataset}, preset {p.name}: {plan.describe()}, {p.iters} iterations each"
-    )
-    if not status.todo:
-        click.echo(
-            f"{len(status.finished)} of {status.total} cells finished: nothing to compute "
-            "(the reports are rebuilt from the stored cells)"
-        )
-        return
-    est = runner.estimate_seconds(
-        plan,
-        dev,
-        arch=inputs.arch,
-        jobs=jobs,
-        threads=threads,
-        flow_config=inputs.flow_config,
-        cells=status.todo,
-    )
-    took = f"{runner.format_duration(est)} on {dev}"
-    if est > max_hours * 3600:
-        smaller = _smaller_preset(p)
-        use = f"a smaller --preset (e.g. {smaller}) or " if smaller else ""
-        raise BenchError(
-            f"estimated {took} for the {len(status.todo)} cells to compute{inputs.extra}: "
-            f"more than --max-hours {max_hours:g}; use {use}a faster --device, or pass "
-            f"--max-hours {math.ceil(est / 3600)} to accept it"
-        )
-    cfg = inputs.flow_config or {"arch": inputs.arch, "hidden": p.hidden}
-    basis = _estimate_basis(plan, status.todo, cfg, inputs.source)
-    click.echo(f"{status.describe()}; estimated time: {took}{inputs.extra} (from {basis})")
-
-
-def _smaller_preset(preset) -> str | None:
-    """The next preset smaller than `preset` (in width, then iterations), None for the
-    smallest (smoke)."""
-    from bench.config import PRESETS
-
-    size = lambda q: (q.hidden, q.iters, q.test_images)  # noqa: E731
-    smaller = [q for q in PRESETS.values() if size(q) < size(preset)]
-    return max(smaller, key=size).name if smaller else None
-
-
-def _estimate_basis(plan, cells, cfg: dict, source: str) -> str:
-    """What the estimate timed, in words: the flow that will run (`source` names it, with
-    '{flow}' where its width and architecture go), and each method without a flow on one
-    image (of the methods of `cells`, those still to compute)."""
-    from bench import methods as M
-    from bench import runner
-
-    used = {c.method for c in cells}
-    parts = []
-    if any(M.get_method(m).needs_flow for m in used):
-        flow = f"width-{cfg['hidden']} {cfg['arch']} flow"
-        parts.append(
-            f"{runner.ESTIMATE_ITERS} timed solver iterations of {source.replace('{flow}', flow)}"
-        )
-    flowless = [M.get_method(m) for m in plan.methods if m in used]
-    flowless = [m.label or m.name for m in flowless if not m.needs_flow]
-    if flowless:
-        parts.append(f"{', '.join(flowless)} timed on one image")
-    return " and ".join(parts)
