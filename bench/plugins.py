@@ -182,11 +182,6 @@ def looks_like_file(path: str) -> bool:
     return path.endswith(".py") or os.sep in path or Path(path).is_file()
 
 
-def load_plugins(specs: Iterable[str]) -> list[str]:
-    """`bench.load_plugins([...])`: load plugin files or modules from Python (`load`)."""
-    return load(specs)
-
-
 def load(specs: Iterable[str]) -> list[str]:
     """Load plugins given as files or modules (see the module docstring); returns their keys.
     Raises PluginError naming the plugin and the problem."""
@@ -211,6 +206,9 @@ def file_digest(key: str) -> str | None:
         return hashlib.sha256(Path(path).read_bytes()).hexdigest()
     except OSError:
         return None
+
+
+load_plugins = load  # `bench.load_plugins([...])`, from Python
 
 
 def load_one(spec: str, key: str) -> None:

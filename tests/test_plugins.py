@@ -41,6 +41,19 @@ def write(tmp_path: Path, name: str, text: str) -> str:
     return str(path)
 
 
+# a flow-architecture plugin: glow under another name
+GLOW2 = """
+import bench
+from bench.flows.glow import Glow
+
+class Glow2(Glow):
+    name = "glow2"
+    label = "glow, registered again under another name"
+
+bench.register(Glow2)
+"""
+
+
 # ---- broken plugins: one line naming the plugin and the problem, exit 2 -------------------------
 BROKEN = {
     "import_error": ("import numpy_that_is_not_installed\n", "cannot import"),
@@ -91,20 +104,7 @@ def test_a_broken_plugin_in_bench_plugins_is_one_line_too(tmp_path, monkeypatch)
 
 def test_a_plugin_dataset_or_architecture_is_a_valid_choice_and_others_are_not(tmp_path):
     one_line_error(invoke(["info", "--arch", "nope"]), "unknown flow architecture 'nope'", "glow")
-    path = write(
-        tmp_path,
-        "arch.py",
-        """
-        import bench
-        from bench.flows.glow import Glow
-
-        class Glow2(Glow):
-            name = "glow2"
-            label = "glow, registered again under another name"
-
-        bench.register(Glow2)
-        """,
-    )
+    path = write(tmp_path, "arch.py", GLOW2)
     result = invoke(["info", "--arch", "glow2", "--hidden", "8", "--plugin", path])
     assert result.exit_code == 0, result.output
     assert "architecture: glow2" in result.output
@@ -138,15 +138,22 @@ def test_a_preset_overrides_a_grid_by_method_name():
 
 
 # ---- plugins in worker processes ----------------------------------------------------------------
-def plugin_run(tmp_path, **kw):
-    plugins.load([TIKHONOV, DOWNSAMPLE])
+def plugin_run(
+    tmp_path,
+    specs=(TIKHONOV, DOWNSAMPLE),
+    methods="tikhonov,ours",
+    tasks="downsample2,denoising",
+    **kw,
+):
+    """Load `specs` (as a worker does before each cell) and run them into `tmp_path`."""
+    plugins.load(list(specs))
     return runner.run_table1(
         tiny_flow(),
         {"fingerprint": "plugin-test"},
         PRESET,
         "builtin",
-        methods="tikhonov,ours",
-        tasks="downsample2,denoising",
+        methods=methods,
+        tasks=tasks,
         results_dir=tmp_path,
         progress=False,
         threads=1,
@@ -349,20 +356,7 @@ def test_a_checkpoint_of_an_unregistered_architecture_asks_for_its_plugin(tmp_pa
 
 def test_table1_runs_on_a_plugin_architecture(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    path = write(
-        tmp_path,
-        "arch.py",
-        """
-        import bench
-        from bench.flows.glow import Glow
-
-        class Glow2(Glow):
-            name = "glow2"
-            label = "glow, registered again under another name"
-
-        bench.register(Glow2)
-        """,
-    )
+    path = write(tmp_path, "arch.py", GLOW2)
     common = ["--preset", "smoke", "--dataset", "builtin", "--threads", "1", "--no-progress"]
     common += ["--plugin", path, "--arch", "glow2"]
     args = ["run", "--table", "1", *common, "--methods", "ours", "--tasks", "denoising"]
@@ -378,19 +372,7 @@ def test_a_run_refuses_cells_of_an_edited_plugin_unless_forced(tmp_path):
     copy.write_text(Path(TIKHONOV).read_text())
 
     def run(**kw):
-        plugins.load([str(copy)])
-        return runner.run_table1(
-            tiny_flow(),
-            {"fingerprint": "plugin-test"},
-            PRESET,
-            "builtin",
-            methods="tikhonov",
-            tasks="denoising",
-            results_dir=tmp_path / "results",
-            progress=False,
-            threads=1,
-            **kw,
-        )
+        return plugin_run(tmp_path / "results", [str(copy)], "tikhonov", "denoising", **kw)
 
     assert len(run().computed) == 1 and len(run().reused) == 1  # unchanged: resumed
     copy.write_text(copy.read_text().replace("CG_MAX_ITERS = 100", "CG_MAX_ITERS = 1"))
