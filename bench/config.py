@@ -47,6 +47,14 @@ NOISE_STD_FRACTION = 0.1  # of the dynamic range: 25.5 on 0..255, 0.2 in model s
 BLUR_KERNEL = 3
 INPAINT_LO, INPAINT_HI = 0.3, 0.7  # rows/cols floor(0.3*32)=9 .. floor(0.7*32)=22 (exclusive)
 
+# ---- PROTOCOL §9: the general table's tasks (beyond the paper) -----------------------------------
+DENOISING_LEVELS = (0.05, 0.2)  # more noise std fractions of the range (0.1 stays `denoising`)
+CS_RATIOS = (0.1, 0.25)  # m = round(r * 3072) Gaussian measurements
+CS_MATRIX_SEED = 20190531  # the one generator seed of every ratio's matrix (any image, run)
+CS_NOISE_NORM = 0.1  # eta ~ N(0, (0.1 / sqrt(m))^2 I): ||eta|| ~ 0.1 (CSGM's, GlowIP's setting)
+SR_FACTORS = (2, 4)  # k x k average pooling, stride k
+RANDOM_INPAINT_KEEP = 0.3  # fraction of pixels observed (all three channels), mask per image
+
 # ---- PROTOCOL §5: methods ------------------------------------------------------------------------
 SOLVER_ITERS = 1500
 SOLVER_LR = 5e-3
@@ -166,6 +174,29 @@ PRESETS: dict[str, Preset] = {
         alpha_grid=(0.002, 0.02),
     ),
 }
+# `bench run --table general` (SPEC §9): the preset's flow (same name, width, epochs, training
+# images: the same checkpoint), with these test sizes, so that the whole general table (11
+# tasks, every method, two test sets) fits a CPU budget: about 90 minutes on 2 cores for `cpu`.
+# A preset without an entry runs the general table at its own sizes.
+GENERAL_SIZES: dict[str, dict] = {
+    "cpu": {
+        "test_images": 64,
+        "select_images": 16,
+        "iters": 200,
+        "gamma_grid": (0.0, 0.01, 0.1),
+        "alpha_grid": (0.002, 0.02, 0.05),
+    },
+}
+GENERAL_OOD_DATASET = "builtin"  # the out-of-distribution test images of the general table
+
+
+def general_preset(preset: Preset | str) -> Preset:
+    """The preset a general-table run uses: `preset` with its GENERAL_SIZES (if any), marked
+    ``extra={'table': 'general'}`` so its runs never share an id with Table 1's."""
+    p = get_preset(preset) if isinstance(preset, str) else preset
+    return p.with_(**GENERAL_SIZES.get(p.name, {}), extra={**p.extra, "table": "general"})
+
+
 # the preset of every command run without --preset: sized for a CPU (`paper`, the full
 # protocol, is GPU work and is only ever run when asked for by name)
 DEFAULT_PRESET = "cpu"

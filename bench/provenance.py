@@ -248,6 +248,20 @@ def table1_source(run_id: str | None, dataset: str, preset: str) -> Source:
     return Source(label, {"run": run_id, "dataset": dataset, "preset": preset})
 
 
+def general_source(run_ids: list[str] | None, dataset: str, ood: str | None, preset: str) -> Source:
+    """The general table's report set (general.md and its figures): its stored runs, the
+    in-distribution one first. With `run_ids` None it is partial (checked before the ids are
+    known)."""
+    sets = dataset + (f" and {ood}" if ood else "")
+    label = (
+        f"general-table runs {', '.join(run_ids)} ({sets}, preset {preset})"
+        if run_ids
+        else f"a new general-table run ({sets}, preset {preset})"
+    )
+    key = {"runs": list(run_ids) if run_ids else None, "dataset": dataset, "ood": ood}
+    return Source(label, {**key, "preset": preset})
+
+
 def run_source(manifest: Mapping) -> Source:
     """`table1_source` of a stored run's manifest."""
     preset = manifest.get("preset") or {}

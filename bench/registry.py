@@ -46,6 +46,7 @@ class Registry(Generic[T]):
         self.option = option
         self._items: dict[str, T] = {}
         self._origin: dict[str, str] = {}
+        self._families: dict[str, tuple] = {}
 
     def _ensure(self) -> None:
         from bench import plugins
@@ -90,6 +91,30 @@ class Registry(Generic[T]):
         self._origin[name] = origin or getattr(type(inst), "__module__", "")
         return item
 
+    def add_family(self, prefix: str, factory, origin: str = "") -> None:
+        """Let `get` build items on demand: a name ``prefix + parameter`` not registered is
+        ``factory(parameter)``, registered then returned (``cs-0.3``, ``sr-8``). The factory
+        raises BenchError, in one line naming the allowed values, for a parameter it refuses."""
+        self._families[prefix] = (factory, origin or getattr(factory, "__module__", ""))
+
+    def families(self) -> list[str]:
+        """The prefixes of the families (`add_family`), e.g. ['denoising-', 'cs-', 'sr-']."""
+        return list(self._families)
+
+    def _from_family(self, name):
+        if not isinstance(name, str):
+            return None
+        for prefix, (factory, origin) in self._families.items():
+            if name.startswith(prefix) and len(name) > len(prefix):
+                item = factory(name[len(prefix) :])
+                if getattr(item, "name", None) != name:
+                    raise BenchError(
+                        f"{self.kind} {name!r}: write it as {getattr(item, 'name', '?')!r}"
+                    )
+                self.add(item, origin)
+                return item
+        return None
+
     def pop(self, name: str, default=None):
         """Forget an item (tests and interactive use); returns it, or `default`."""
         self._origin.pop(name, None)
@@ -105,10 +130,15 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except (KeyError, TypeError):
-            fix = f" ({self.option})" if self.option else ""
-            raise BenchError(
-                f"unknown {self.kind} {name!r}{fix}: choose one of {', '.join(self.ordered())}"
-            ) from None
+            pass
+        item = self._from_family(name)
+        if item is not None:
+            return item
+        fix = f" ({self.option})" if self.option else ""
+        more = "".join(f", {p}…" for p in self._families)
+        raise BenchError(
+            f"unknown {self.kind} {name!r}{fix}: choose one of {', '.join(self.ordered())}{more}"
+        )
 
     def ordered(self) -> list[str]:
         """The names: the items declaring ``default = True`` first, each group in the order of

@@ -70,7 +70,7 @@ def _images(n: int, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize("name", ITEMS["tasks"])
 def test_task_adjoint(name):
-    task = TASKS[name]
+    task = TASKS[name].for_images(image_seeds(["a.jpg", "b.jpg", "c.jpg"], 5))
     if not task.linear:
         pytest.skip(f"{name} is not linear: no adjoint")
     g = torch.Generator().manual_seed(1)
@@ -93,12 +93,16 @@ def test_task_batch_independence(name):
     for i in range(3):
         alone = task.measure(x255[i : i + 1], names[i : i + 1], seed=5)
         torch.testing.assert_close(alone[0], y[i], rtol=0, atol=0)
+    # A bound to the batch's images (`Task.for_images`): image i's operator is the same in a
+    # batch of one as in the batch of three, and does not depend on the other images
+    seeds = image_seeds(names, 5)
     x = torch.rand(3, 3, 32, 32, dtype=torch.float64) * 2 - 1
-    ax = task.A(x)
-    torch.testing.assert_close(task.A(x[1:2])[0], ax[1], rtol=1e-12, atol=1e-12)
+    ax = task.for_images(seeds).A(x)
+    alone = task.for_images(seeds[1:2]).A(x[1:2])
+    torch.testing.assert_close(alone[0], ax[1], rtol=1e-12, atol=1e-12)
     other = x.clone()
     other[0] = 0.5
-    torch.testing.assert_close(task.A(other)[1:], ax[1:], rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(task.for_images(seeds).A(other)[1:], ax[1:], rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("name", ITEMS["tasks"])
@@ -153,17 +157,16 @@ def test_method_runs_through_the_runner_on_each_task_it_supports(name, flow, tmp
 @pytest.mark.parametrize("name", ITEMS["methods"])
 def test_method_restores_a_batch_like_its_images_one_by_one(name, flow):
     method = METHODS[name]
-    task = next(TASKS[t] for t in TASKS if method.supports(t) is None)
     names = ["a.jpg", "b.jpg"]
-    y = task.measure(_images(2), names)
     weight = method.grid("smoke")[0]
     seeds = image_seeds(names)
-    batch = method.restore(flow if method.needs_flow else None, task, y, weight, 2, seeds, "cpu")
-    one = method.restore(
-        flow if method.needs_flow else None, task, y[1:], weight, 2, seeds[1:], "cpu"
-    )
-    assert batch.x.shape == (2, 3, 32, 32) and batch.x.device.type == "cpu"
-    torch.testing.assert_close(one.x[0], batch.x[1], rtol=1e-4, atol=1e-4)
+    model = flow if method.needs_flow else None
+    for task in [TASKS[t] for t in TASKS if method.supports(t) is None]:
+        y = task.measure(_images(2), names)
+        batch = method.restore(model, task, y, weight, 2, seeds, "cpu")
+        one = method.restore(model, task, y[1:], weight, 2, seeds[1:], "cpu")
+        assert batch.x.shape == (2, 3, 32, 32) and batch.x.device.type == "cpu", task.name
+        torch.testing.assert_close(one.x[0], batch.x[1], rtol=1e-4, atol=1e-4, msg=task.name)
 
 
 # ---- flow architectures ------------------------------------------------------------------------

@@ -17,7 +17,8 @@ from bench.cli.stores import lock_reports, report_run
 def report(results_dir, out, run_id, replace) -> None:
     """Rebuild Table 1, Table 2 and the claims from stored results, identically and without
     solving: OUT/table1.md with grid_search.png and Figures 3–6 (from the stored Table 1 run
-    that --run names), table2.md (from RESULTS/timing*, when `bench ablation --timing` stored
+    that --run names), OUT/general.md with its figures (from the runs of `bench run --table
+    general` it was made from), table2.md (from RESULTS/timing*, when `bench ablation --timing` stored
     one) and claims.md (as `bench findings` writes it). Not rebuilt here: perf.md (`bench perf`
     measures it anew) and Figure 1, fig1_samples.png (`bench sample` draws it from a
     checkpoint). The reports folder is locked meanwhile: a second live writer of it is
@@ -28,7 +29,15 @@ def report(results_dir, out, run_id, replace) -> None:
     from bench import provenance as P
     from bench import report as rep
     from bench import timing as tm
+    from bench.cli.general import recorded_general_runs, write_general_reports
+    from bench.cli.stores import is_general_run
+    from bench.runner import list_runs
 
+    general = recorded_general_runs(results_dir, out)
+    if general and run_id is None and all(is_general_run(d) for d in list_runs(results_dir)):
+        # a store holding only a general table's runs: general.md is the report to rebuild
+        click.echo(f"report: {write_general_reports(general, out, replace)}")
+        return
     run_dir = report_run(results_dir, out, run_id, rep.TABLE1_FILE)
     manifest = rep.read_manifest(run_dir)
     run_src = P.run_source(manifest)
@@ -54,3 +63,5 @@ def report(results_dir, out, run_id, replace) -> None:
             P.record([table2], P.timing_source(timing[1]))
         click.echo(f"report: {findings.write_claims(run_dir, results_dir, out)}")
         P.record([claims], claims_src)
+    if general:  # general.md, from the runs it was made from (`bench run --table general`)
+        click.echo(f"report: {write_general_reports(general, out, replace)}")

@@ -36,8 +36,16 @@ MAX_HOURS = 24.0
 @click.option(
     "--table",
     default=None,
-    metavar="1",
-    help="the table to run: 1 (Table 1 and Figures 3–6); required",
+    metavar="1|general",
+    help="the table to run: 1 (Table 1 and Figures 3–6) or general (every task × every "
+    "method, in and out of distribution: reports/general.md); required",
+)
+@click.option(
+    "--ood-dataset",
+    default=None,
+    metavar="NAME",
+    help="--table general: the out-of-distribution test images, restored with the flow "
+    "trained on --dataset ('none' for no such set) [default: builtin]",
 )
 @preset_option()
 @data_options
@@ -45,13 +53,15 @@ MAX_HOURS = 24.0
     "--methods",
     default=None,
     help="comma-separated methods [default: those declaring default = True, Table 1's: "
-    "csgm,glowip,map,bm3d,ours]; `bench info --list` lists every one, plugins included",
+    "csgm,glowip,map,bm3d,ours; --table general: every method that is not a variant]; "
+    "`bench info --list` lists every one, plugins included",
 )
 @click.option(
     "--tasks",
     default=None,
     help="comma-separated tasks [default: Table 1's, denoising,deblurring,inpainting,"
-    "colorization]; `bench info --list` lists every one, plugins included",
+    "colorization; --table general: every registered task]; `bench info --list` lists every "
+    "one, plugins included; also denoising-F, sr-K and cs-R for other levels",
 )
 @device_option
 @click.option(
@@ -109,6 +119,7 @@ MAX_HOURS = 24.0
 @handle_errors
 def run(
     table,
+    ood_dataset,
     preset,
     dataset,
     data_root,
@@ -134,12 +145,22 @@ def run(
     """Run Table 1 (every method on every task, weights chosen by grid search) and write
     reports/table1.md, reports/grid_search.png and Figures 3–6, at the preset's sizes
     (--preset paper is the paper's full protocol, GPU work). A run estimated longer than
-    --max-hours is refused before anything runs. Rerunning resumes: finished cells are kept."""
+    --max-hours is refused before anything runs. Rerunning resumes: finished cells are kept.
+
+    --table general runs every registered task × every method that supports it (SPEC §9) on
+    the test images of --dataset and on those of --ood-dataset (images the flow never saw),
+    at the preset's general-table sizes, and writes reports/general.md."""
     from bench import provenance as P
     from bench import report, runner
-    from bench.config import get_preset
+    from bench.config import GENERAL_OOD_DATASET, get_preset
 
-    _check_table(table)
+    if _check_table(table, ood_dataset) == "general":
+        from bench.cli.general import run_general
+
+        options = dict(locals())
+        options["ood_dataset"] = ood_dataset or GENERAL_OOD_DATASET
+        run_general(options)
+        return
     p = get_preset(preset)
     dev = resolve_device(device)
     plan = runner.plan_table1(p, methods, tasks, select_on, weights)
@@ -249,18 +270,24 @@ def _write_report(result, targets, source, out, replace: bool) -> Path:
     return path
 
 
-def _check_table(table) -> None:
+def _check_table(table, ood_dataset=None) -> str:
+    """'1' or 'general'; BenchError for anything else, and for --ood-dataset with Table 1."""
     from bench.errors import BenchError
 
     if table is None:
         raise BenchError(
-            "bench run needs --table 1 (Table 1 and Figures 3–6); Table 2 is `bench ablation`"
+            "bench run needs --table 1 (Table 1 and Figures 3–6) or --table general (every "
+            "task × every method); Table 2 is `bench ablation`"
         )
-    if str(table).strip() != "1":
+    which = str(table).strip().lower()
+    if which not in ("1", "general"):
         raise BenchError(
-            f"--table {table} is not run by `bench run`: use --table 1 "
+            f"--table {table} is not run by `bench run`: use --table 1 or --table general "
             "(Table 2 is `bench ablation`)"
         )
+    if which == "1" and ood_dataset is not None:
+        raise BenchError("--ood-dataset is only used with --table general")
+    return which
 
 
 def _say_done(result, path, out) -> None:

@@ -11,16 +11,29 @@ import click
 
 
 def check_inputs(
-    plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace, arch
+    plan,
+    dataset,
+    data_root,
+    checkpoint,
+    results_dir,
+    seed,
+    dev,
+    force,
+    progress,
+    replace,
+    arch,
+    flow_dataset=None,
 ):
     """Everything the run reads, checked before any estimate is printed: the images each
     stage really loads (a partial CelebA copy may hold fewer than the preset asks: the plan
     counts those), the checkpoint (readable, of this dataset; its width and architecture are
     what the estimate times) or, when the flow must be trained first, the training images; and
-    which cells the run's store already holds (`runner.cell_status`)."""
+    which cells the run's store already holds (`runner.cell_status`). The flow is trained on
+    `flow_dataset` (default: the images' `dataset`)."""
     from bench import runner, train
 
     p = plan.preset
+    flow_ds = flow_dataset or dataset
     test, select = runner.stage_images(
         dataset, data_root, p, plan.select_on, plan.weights, progress
     )
@@ -29,7 +42,7 @@ def check_inputs(
     ckpt = (
         Path(checkpoint)
         if checkpoint
-        else train.default_checkpoint_path(dataset, p.name, arch, results_dir)
+        else train.default_checkpoint_path(flow_ds, p.name, arch, results_dir)
     )
     out = SimpleNamespace(plan=plan, flow_config=None, extra="", run_id=None, arch=arch)
     out.source = "the preset's {flow}, to be trained"
@@ -41,7 +54,7 @@ def check_inputs(
         peek, meta = train.load_checkpoint(ckpt, "cpu", arch=arch)
         out.flow_config, out.source = dict(peek.arch_config), f"checkpoint {ckpt}'s {{flow}}"
         if not checkpoint:
-            train.check_checkpoint_dataset(ckpt, meta, dataset)
+            train.check_checkpoint_dataset(ckpt, meta, flow_ds)
         if checkpoint or (meta["complete"] and meta["epochs"] >= p.epochs):
             ready = meta["fingerprint"]
         else:
@@ -52,11 +65,11 @@ def check_inputs(
     else:
         out.extra = f", plus training the flow first (no checkpoint {ckpt})"
     if ready is None:  # a flow still to train: its images are checked now, its run is new
-        train.check_training_data(p, dataset, data_root, progress, ckpt, replace)
+        train.check_training_data(p, flow_ds, data_root, progress, ckpt, replace)
         out.status = runner.cell_status(plan)
     else:
         run_dir = runner.run_dir_of(
-            results_dir, runner.run_key(plan, dataset, test, select, ready, seed, dev)
+            results_dir, runner.run_key(plan, dataset, test, select, ready, seed, dev, flow_ds)
         )
         out.status = runner.cell_status(plan, run_dir, force)
         out.run_id = run_dir.name

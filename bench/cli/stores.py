@@ -37,10 +37,25 @@ def report_run(results_dir, out, run_id, report_file: str):
     OUT/`report_file` was made from (so a plain `bench report` rebuilds what is there), else
     the latest run."""
     from bench import provenance as P
-    from bench.runner import find_run, runs_root
+    from bench.runner import find_run, list_runs, runs_root
 
     if run_id is None:
         made_from = P.recorded_run(Path(out) / report_file)
         if made_from and (runs_root(results_dir) / made_from).is_dir():
             run_id = made_from
+    if run_id is None:  # the latest Table 1 run: a general table's runs have their own report
+        table1 = [d for d in list_runs(results_dir) if not is_general_run(d)]
+        if table1:
+            return table1[-1]
     return find_run(results_dir, run_id)
+
+
+def is_general_run(run_dir: Path) -> bool:
+    """Whether a stored run is one of `bench run --table general`'s (its preset says so)."""
+    from bench.runner import read_manifest
+
+    try:
+        preset = read_manifest(run_dir).get("preset") or {}
+    except Exception:  # noqa: BLE001 - an unreadable manifest is reported by whoever reads it
+        return False
+    return isinstance(preset, dict) and (preset.get("extra") or {}).get("table") == "general"

@@ -81,7 +81,8 @@ class Method:
       `grid_field`: a Preset field that holds the grid ('gamma_grid', 'alpha_grid'), if any; a
       preset's `grids[name]` overrides both (:meth:`grid`);
     - `paper_weights`: the weight the paper reports per task (PROTOCOL §5), if any;
-    - `tasks`: the task names it supports (None: all), `skip_reason`: why others are skipped;
+    - `tasks`: the task names or families (`Task.family`) it supports (None: all),
+      `skip_reason`: why others are skipped;
     - `needs_flow`: whether `restore` needs a trained flow;
     - `default`: whether it runs without --methods (Table 1's methods);
     - `variant_of`: for a variant of another method (a released-code defect, an ablation, MAP on
@@ -141,10 +142,10 @@ class Method:
 
     def supports(self, task) -> str | None:
         """None if the task (name or Task) is supported, else the reason it is skipped."""
-        name = get_task(task).name
-        if self.tasks is None or name in self.tasks:
+        task = get_task(task)
+        if self.tasks is None or task.name in self.tasks or task.kind in self.tasks:
             return None
-        return self.skip_reason or f"{self.name} does not handle {name}"
+        return self.skip_reason or f"{self.name} does not handle {task.name}"
 
     def describe(self) -> dict:
         """What a stored run records about the method, so its reports render without the
@@ -157,6 +158,7 @@ class Method:
             "ablation": self.ablation,
             "default": self.default,
             "variant_of": self.variant_of,
+            "needs_flow": self.needs_flow,
         }
 
     def run_name(self, weight=None) -> str:
@@ -179,15 +181,15 @@ class Method:
         return float(weight)
 
     def check(self, task, y, seeds) -> Task:
-        """The Task, after checking it is supported and that there is one seed per measurement
-        (BenchError, ValueError)."""
+        """The Task bound to the batch's images (`Task.for_images`), after checking it is
+        supported and that there is one seed per measurement (BenchError, ValueError)."""
         task = get_task(task)
         reason = self.supports(task)
         if reason is not None:
             raise BenchError(f"{self.name} cannot restore {task.name}: {reason}")
         if len(seeds) != y.shape[0]:
             raise ValueError(f"{y.shape[0]} measurements but {len(seeds)} seeds")
-        return task
+        return task.for_images(seeds)
 
     # -- work --------------------------------------------------------------------------------
     def restore(

@@ -33,6 +33,15 @@ from bench.report.frames import (
     paper_convention_psnr,
     summary_frame,
 )
+from bench.report.general import (
+    GENERAL_FIGURES,
+    GENERAL_FILE,
+    general_paths,
+    paired_rows,
+    part_of,
+    render_general,
+    write_general,
+)
 from bench.report.grid_figure import grid_y, write_grid_png
 from bench.report.header import (
     images_line,
@@ -72,6 +81,8 @@ from bench.runner import read_manifest
 __all__ = [
     "DPI",
     "FIGURE_IMAGES",
+    "GENERAL_FIGURES",
+    "GENERAL_FILE",
     "GRID_FILE",
     "STAGE_WORDS",
     "TABLE1_FILE",
@@ -85,6 +96,7 @@ __all__ = [
     "exact_notes",
     "figure_file",
     "format_weight",
+    "general_paths",
     "grid_frame",
     "grid_stage",
     "grid_tables",
@@ -97,12 +109,15 @@ __all__ = [
     "ours_table",
     "paper_convention_psnr",
     "paper_psnr_text",
+    "paired_rows",
     "paper_table",
+    "part_of",
     "preset_line",
     "psnr_text",
     "read_manifest",
     "rebuild",
     "rebuild_command",
+    "render_general",
     "render_table1",
     "results_of",
     "run_commands_line",
@@ -113,6 +128,7 @@ __all__ = [
     "table1_paths",
     "weight_text",
     "weights_table",
+    "write_general",
     "write_figure",
     "write_grid_png",
     "write_table1",

@@ -55,10 +55,17 @@ def write_figure(
         mosaic(
             rows,
             n,
-            f"{figure_caption(man, task)} — {man['dataset']}, preset {man['preset']['name']}",
+            f"{figure_caption(man, task)} — {man['dataset']}{_flow_words(man)}, "
+            f"preset {man['preset']['name']}",
         ),
         Path(path),
     )
+
+
+def _flow_words(man: dict) -> str:
+    """', flow trained on celeba' for a run whose flow saw other images than its test set."""
+    flow = man.get("flow_dataset", man["dataset"])
+    return "" if flow == man["dataset"] else f", flow trained on {flow}"
 
 
 def mosaic(rows: list[tuple[str, np.ndarray | None]], n: int, title: str):

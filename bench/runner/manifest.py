@@ -21,13 +21,25 @@ def make_run_id(key: dict, dataset: str, preset_name: str) -> str:
     return f"{dataset}-{preset_name}-{digest[:12]}"
 
 
-def run_key(plan: Plan, dataset: str, test, select_set, fingerprint: str, seed: int, device):
+def run_key(
+    plan: Plan,
+    dataset: str,
+    test,
+    select_set,
+    fingerprint: str,
+    seed: int,
+    device,
+    flow_dataset: str | None = None,
+):
     """Everything that determines a run's numbers (its id is a hash of it): the plan's preset
     and selection, the images (`stage_images`), the model fingerprint, the seed and the
-    device type."""
+    device type; and the flow's training dataset when it is not the images' (an
+    out-of-distribution run, SPEC §9; left out otherwise, so earlier runs keep their ids)."""
     import torch
 
+    other = {"flow_dataset": flow_dataset} if flow_dataset and flow_dataset != dataset else {}
     return {
+        **other,
         "format": RUN_FORMAT,
         "dataset": dataset,
         "test_images": test.fingerprint,
@@ -144,6 +156,7 @@ def merge_manifest(
         "updated": timestamp(),
         "key": key,
         "dataset": key["dataset"],
+        "flow_dataset": key.get("flow_dataset", key["dataset"]),
         "test_images": _image_summary(test),
         "select_images": _image_summary(select_set) if select_set is not None else None,
         "preset": plan.preset.to_dict(),

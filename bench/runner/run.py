@@ -95,6 +95,7 @@ def run_table1(
     log: Callable[[str], None] | None = None,
     threads: int | None = None,
     check_run: Callable[[str], None] | None = None,
+    flow_dataset: str | None = None,
 ) -> RunResult:
     """Run (or resume) Table 1 with a trained `flow` and store one row per image and cell.
 
@@ -108,7 +109,11 @@ def run_table1(
     worker's threads).
 
     `check_run(run_id)` is called once the run's id is known and before anything is stored
-    (the CLI refuses there a report folder made from another run)."""
+    (the CLI refuses there a report folder made from another run).
+
+    `dataset` is where the images come from; `flow_dataset` (default: the same) is what the
+    flow was trained on: a flow restoring images it never saw (SPEC §9's out-of-distribution
+    set) is a run of its own, and its manifest states both."""
     from bench import tasks as T
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
@@ -120,7 +125,7 @@ def run_table1(
     try:
         flow, meta, fingerprint = _ready_flow(flow, flow_meta, device)
         test, select_set = stage_images(dataset, data_root, preset, select_on, weights, progress)
-        key = run_key(plan, dataset, test, select_set, fingerprint, seed, device)
+        key = run_key(plan, dataset, test, select_set, fingerprint, seed, device, flow_dataset)
         run_dir = run_dir_of(results_dir, key)
         if check_run is not None:
             check_run(run_dir.name)

@@ -67,7 +67,13 @@ class Task:
     - `noise_std`: std of the measurement noise in model space (0: noiseless);
     - `figure`: the paper's figure number for this task (None for tasks the paper did not run);
     - `default`: whether it runs without --tasks (Table 1's tasks);
-    - `display_label`: what :meth:`display` shows (the measurement, or e.g. the adjoint image)."""
+    - `display_label`: what :meth:`display` shows (the measurement, or e.g. the adjoint image);
+    - `family`: the kind of problem, shared by the levels of one operator ('denoising' for
+      every noise level, 'inpainting' for both masks): a method's `tasks` may name a family.
+
+    A task whose operator differs per image (a random mask drawn per image) returns, from
+    :meth:`for_images`, the task bound to a batch's image seeds; `A` and `adjoint` of the
+    bound task act on that batch. `Method.check` binds the task for every method."""
 
     name: str = ""
     label: str = ""
@@ -76,6 +82,17 @@ class Task:
     figure: int | None = None
     default: bool = False
     display_label: str = "measurement"
+    family: str = ""
+
+    def for_images(self, seeds: Sequence[int]) -> Task:
+        """The task bound to a batch's per-image base seeds (`image_seeds`): itself for a task
+        whose operator is the same for every image (all built-ins but random inpainting)."""
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The family, or the name for a task that declares none."""
+        return self.family or self.name
 
     # -- operator --------------------------------------------------------------------------------
     def A(self, x: torch.Tensor) -> torch.Tensor:
@@ -98,8 +115,9 @@ class Task:
         return data.to_model(x, u=self.dequant_noise(names, seed, x.shape[-1]))
 
     def measure(self, x255, names: Sequence[str], seed: int = 0) -> torch.Tensor:
-        """y in model space, computed from the clean uint8 images (noiseless tasks: A(clean))."""
-        return self.A(self.clean(x255, names, seed))
+        """y in model space, computed from the clean uint8 images (noiseless tasks: A(clean),
+        with A bound to the images, :meth:`for_images`)."""
+        return self.for_images(image_seeds(names, seed)).A(self.clean(x255, names, seed))
 
     def figure_file(self) -> str:
         """The file name of its figure: 'fig3_denoising.png', or 'fig_<name>.png'."""
@@ -113,6 +131,7 @@ class Task:
             "figure": self.figure,
             "display_label": self.display_label,
             "default": self.default,
+            "family": self.kind,
         }
 
     def display(self, y: torch.Tensor) -> torch.Tensor:

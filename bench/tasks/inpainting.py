@@ -29,6 +29,7 @@ class Inpainting(Task):
 
     name = "inpainting"
     label = "Inpainting"
+    family = "inpainting"
     figure = 5
     default = True
     linear = True
