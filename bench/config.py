@@ -180,9 +180,9 @@ PRESETS: dict[str, Preset] = {
 # A preset without an entry runs the general table at its own sizes.
 GENERAL_SIZES: dict[str, dict] = {
     "cpu": {
-        "test_images": 64,
-        "select_images": 16,
-        "iters": 200,
+        "test_images": 48,
+        "select_images": 8,
+        "iters": 300,
         "gamma_grid": (0.0, 0.01, 0.1),
         "alpha_grid": (0.002, 0.02, 0.05),
     },

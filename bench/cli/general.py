@@ -87,9 +87,9 @@ def run_general(o: dict) -> None:
         for part in parts
     ]
     threads = resolve_threads(o["threads"], o["jobs"]) if o["backend"] == "joblib" else None
-    for part, inputs in zip(parts, checked):
+    for part, inputs in zip(parts, checked, strict=True):
         click.echo(f"[{part.name}: images from {part.dataset}, flow trained on {o['dataset']}]")
-        say_estimate(inputs, part.dataset, dev, o["jobs"], threads, o["max_hours"])
+        say_estimate(inputs, part.dataset, dev, o["jobs"], threads, o["max_hours"], "General table")
     flow, meta = None, {}
     if any(i.needs_flow for i in checked):
         from bench import train

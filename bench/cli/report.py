@@ -18,11 +18,11 @@ def report(results_dir, out, run_id, replace) -> None:
     """Rebuild Table 1, Table 2 and the claims from stored results, identically and without
     solving: OUT/table1.md with grid_search.png and Figures 3–6 (from the stored Table 1 run
     that --run names), OUT/general.md with its figures (from the runs of `bench run --table
-    general` it was made from), table2.md (from RESULTS/timing*, when `bench ablation --timing` stored
-    one) and claims.md (as `bench findings` writes it). Not rebuilt here: perf.md (`bench perf`
-    measures it anew) and Figure 1, fig1_samples.png (`bench sample` draws it from a
-    checkpoint). The reports folder is locked meanwhile: a second live writer of it is
-    refused."""
+    general` it was made from), table2.md (from RESULTS/timing*, when `bench ablation
+    --timing` stored one) and claims.md (as `bench findings` writes it). Not rebuilt here:
+    perf.md (`bench perf` measures it anew) and Figure 1, fig1_samples.png (`bench sample`
+    draws it from a checkpoint). The reports folder is locked meanwhile: a second live
+    writer of it is refused."""
     from pathlib import Path
 
     from bench import findings

@@ -83,7 +83,7 @@ def needs_flow(plan) -> bool:
     return any(get_method(c.method).needs_flow for c in plan.grid_cells + plan.fixed_cells)
 
 
-def say_estimate(inputs, dataset, dev, jobs, threads, max_hours) -> None:
+def say_estimate(inputs, dataset, dev, jobs, threads, max_hours, title="Table 1") -> None:
     """The plan, where its cells stand and the estimated time of those still to compute
     (none: no estimate); an estimate over `max_hours` is refused (BenchError)."""
     from bench import runner
@@ -92,7 +92,7 @@ def say_estimate(inputs, dataset, dev, jobs, threads, max_hours) -> None:
     plan, status = inputs.plan, inputs.status
     p = plan.preset
     click.echo(
-        f"Table 1 on {dataset}, preset {p.name}: {plan.describe()}, {p.iters} iterations each"
+        f"{title} on {dataset}, preset {p.name}: {plan.describe()}, {p.iters} iterations each"
     )
     if not status.todo:
         click.echo(

@@ -225,8 +225,8 @@ def render_general(runs: list[RunData], out_dir: str | Path | None = None) -> st
     first = runs[0].manifest
     p = first["preset"]
     lines = [
-        f"# General table: {len(first['tasks'])} inverse problems × every method "
-        f"(preset `{p['name']}`)",
+        f"# General table: {len(first['tasks'])} inverse problems × "
+        f"{len(split_methods(first['methods'], first)[0])} methods (preset `{p['name']}`)",
         "",
         'Beyond the paper (SPEC §9 of the protocol, README "The general table"): the paper\'s '
         "four tasks and seven more, the paper's flow methods, MAP on the denoising levels, and "

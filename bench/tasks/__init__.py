@@ -3,7 +3,8 @@
 The paper's four (PROTOCOL §4) are ``denoising``, ``deblurring``, ``inpainting`` and
 ``colorization``; SPEC §9 adds ``denoising-0.05``, ``denoising-0.2``, ``inpainting-random``,
 ``sr-2``, ``sr-4``, ``cs-0.1`` and ``cs-0.25`` (and builds ``denoising-F``, ``sr-K`` and
-``cs-R`` for other levels on demand); plugins add more (README, "Add your own method, task, dataset or flow").
+``cs-R`` for other levels on demand); plugins add more (README, "Add your own method, task,
+dataset or flow").
 Importing this package does not load the tasks: reading the registry (:data:`TASKS`,
 :func:`get_task`) does, with every built-in and plugin (`bench.plugins.ensure_loaded`).
 """
