@@ -52,6 +52,10 @@ BUILTIN_MODULES = (
     "bench_baselines.glowip",
     "bench_baselines.map",
     "bench_baselines.bm3d",
+    "bench_baselines.measurement",
+    "bench_baselines.tv",
+    "bench_baselines.pnp_bm3d",
+    "bench_baselines.biharmonic",
     "bench.methods.ours",
     "bench.methods.l1_z0",
 )

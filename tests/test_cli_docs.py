@@ -101,8 +101,8 @@ def test_run_help_names_the_declared_default_methods_and_tasks():
     from bench.tasks import TASKS
 
     params = {p.name: p for p in main.commands["run"].params}
-    methods = re.search(r"Table 1's: ([\w,-]+)\]", params["methods"].help)[1]
-    tasks = re.search(r"Table 1's, ([\w,-]+)\]", params["tasks"].help)[1]
+    methods = re.search(r"Table 1's: ([\w,-]+)[;\]]", params["methods"].help)[1]
+    tasks = re.search(r"Table 1's, ([\w,-]+)[;\]]", params["tasks"].help)[1]
     assert methods.split(",") == list(default_method_names())
     assert tasks.split(",") == [t for t in TASKS if TASKS[t].default]
 

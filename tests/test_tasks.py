@@ -27,15 +27,17 @@ def _images(n=3, seed=0):
 
 
 def test_registry_order_and_unknown_task():
-    assert list(TASKS) == ["denoising", "deblurring", "inpainting", "colorization"]
+    paper = ["denoising", "deblurring", "inpainting", "colorization"]
+    more = ["denoising-0.05", "denoising-0.2", "inpainting-random", "sr-2", "sr-4"]
+    assert list(TASKS)[:11] == paper + more + ["cs-0.1", "cs-0.25"]  # SPEC §9's after Table 1's
     assert get_task("inpainting") is TASKS["inpainting"]
-    with pytest.raises(BenchError, match="denoising, deblurring, inpainting, colorization"):
+    with pytest.raises(BenchError, match="denoising, deblurring, inpainting, colorization, "):
         get_task("superres")
 
 
 @pytest.mark.parametrize("name", list(TASKS))
 def test_adjointness_float64(name):
-    task = TASKS[name]
+    task = TASKS[name].for_images(list(range(4)))
     assert task.linear
     g = torch.Generator().manual_seed(1)
     x = torch.randn(4, 3, 32, 32, generator=g, dtype=torch.float64)
