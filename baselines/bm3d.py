@@ -53,14 +53,7 @@ class BM3D(Method):
         finally:
             close()
         x = torch.from_numpy(out).permute(0, 3, 1, 2) * (255.0 / 256.0) * 2 - 1
-        x = x.clamp(-1.0, 1.0).to(torch.float32).contiguous()
-        n = x.shape[0]
-        return Restoration(
-            x=x,
-            loss=np.full(n, np.nan),
-            diverged=np.zeros(n, dtype=bool),
-            seconds=time.perf_counter() - start,
-        )
+        return Restoration.of_images(x, start)
 
 
 def sigma_psd(task) -> float:

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
 from bench.methods import Method, Restoration, register
 from bench.solve import progress_hook
-from bench.tasks import get_task
 
 CG_ITERS = 50  # normal-equation CG iterations for a linear task without a pseudo-inverse
 IDENTITY_FAMILIES = ("denoising", "deblurring")  # the floor is y itself
@@ -41,12 +39,9 @@ class Measurement(Method):
     label = "Measurement (floor)"
     weight_name = None
     needs_flow = False
+    needs_linear = True
     default = False
     skip_reason = "the measurement floor needs a linear forward operator with an adjoint"
-
-    def supports(self, task) -> str | None:
-        task = get_task(task)
-        return None if task.linear else self.skip_reason
 
     def restore(self, flow, task, y, weight, iters, seeds, device, progress=None, lr=None):
         y = torch.as_tensor(y).detach()
@@ -58,14 +53,7 @@ class Measurement(Method):
             hook(1)
         finally:
             close()
-        x = x.clamp(-1.0, 1.0).to(device="cpu", dtype=torch.float32).contiguous()
-        n = x.shape[0]
-        return Restoration(
-            x=x,
-            loss=np.full(n, np.nan),
-            diverged=np.zeros(n, dtype=bool),
-            seconds=time.perf_counter() - start,
-        )
+        return Restoration.of_images(x, start)
 
 
 def floor_image(task, y: torch.Tensor, iters: int = CG_ITERS) -> torch.Tensor:

@@ -58,7 +58,6 @@ import torch
 
 from bench.methods import Method, Restoration, register
 from bench.solve import progress_hook
-from bench.tasks import get_task
 from bench_baselines.measurement import conjugate_gradients, floor_image
 
 SEARCH_RADIUS = 8  # BM3D block-matching search radius (deepinv's default 19)
@@ -91,12 +90,9 @@ class PnPBM3D(Method):
     label = "PnP-BM3D"
     weight_name = None
     needs_flow = False
+    needs_linear = True
     default = False
     skip_reason = "PnP-BM3D needs a linear forward operator with an adjoint"
-
-    def supports(self, task) -> str | None:
-        task = get_task(task)
-        return None if task.linear else self.skip_reason
 
     def restore(self, flow, task, y, weight, iters, seeds, device, progress=None, lr=None):
         import deepinv
@@ -113,14 +109,7 @@ class PnPBM3D(Method):
                 x = hqs(task, y, denoiser, k, s0, s1, hook)
         finally:
             close()
-        x = x.clamp(-1.0, 1.0).to(device="cpu", dtype=torch.float32).contiguous()
-        n = x.shape[0]
-        return Restoration(
-            x=x,
-            loss=np.full(n, np.nan),
-            diverged=np.zeros(n, dtype=bool),
-            seconds=time.perf_counter() - start,
-        )
+        return Restoration.of_images(x, start)
 
 
 def sigmas(k: int, s0: float, s1: float) -> list[float]:

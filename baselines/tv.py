@@ -49,7 +49,6 @@ import torch
 
 from bench.methods import Method, Restoration, register
 from bench.solve import progress_hook
-from bench.tasks import get_task
 
 TV_ITERS = 300  # FISTA iterations (bounded by the run's `iters`)
 PROX_ITERS = 10  # warm-started inner iterations of the TV prox per FISTA iteration
@@ -69,12 +68,9 @@ class TV(Method):
     weight_symbol = "λ"
     default_grid = TV_GRID
     needs_flow = False
+    needs_linear = True
     default = False
     skip_reason = "TV needs a linear forward operator with an adjoint"
-
-    def supports(self, task) -> str | None:
-        task = get_task(task)
-        return None if task.linear else self.skip_reason
 
     def restore(self, flow, task, y, weight, iters, seeds, device, progress=None, lr=None):
         y = torch.as_tensor(y).detach()

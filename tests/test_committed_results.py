@@ -84,3 +84,18 @@ def test_committed_run_comparisons_are_rebuilt_from_the_committed_runs(monkeypat
         if not all((RESULTS / "runs" / r / "run.json").is_file() for r in (new, base)):
             pytest.skip("the compared runs are not in this checkout")
         assert render_comparison(RESULTS / "runs" / new, RESULTS / "runs" / base, command) == text
+
+
+def test_general_table_is_rebuilt_from_the_committed_runs(monkeypatch):
+    from bench.cli.general import recorded_general_runs
+    from bench.report import GENERAL_FILE, load_run, render_general
+
+    if not (REPORTS / GENERAL_FILE).is_file():
+        pytest.skip("no committed reports/general.md")
+    monkeypatch.chdir(REPO)
+    runs = recorded_general_runs("results", "reports")
+    assert runs, "general.md records the runs it was made from, and they are committed"
+    md = render_general([load_run(d) for d in runs])
+    assert md == _read(GENERAL_FILE)
+    for d in runs:
+        assert f"`{d.name}`" in md

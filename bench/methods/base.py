@@ -22,6 +22,7 @@ keeps the images independent (see `bench.solve`).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -48,6 +49,18 @@ class Restoration:
     loss: np.ndarray
     diverged: np.ndarray
     seconds: float
+
+    @classmethod
+    def of_images(cls, x: torch.Tensor, started: float, loss=None) -> Restoration:
+        """The restoration of a method that produces images directly (no latent solve): x
+        (B, 3, H, W) in model space, clamped to [-1, 1], as float32 on the CPU; `loss` per
+        image (default nan: no objective), nothing diverged; `seconds` since `started`
+        (a `time.perf_counter()` value)."""
+        x = x.detach().clamp(-1.0, 1.0).to(device="cpu", dtype=torch.float32).contiguous()
+        n = x.shape[0]
+        loss = np.full(n, np.nan) if loss is None else np.asarray(loss, dtype=np.float64)
+        seconds = time.perf_counter() - started
+        return cls(x=x, loss=loss, diverged=np.zeros(n, dtype=bool), seconds=seconds)
 
 
 def format_weight(weight: float) -> str:
@@ -82,7 +95,8 @@ class Method:
       preset's `grids[name]` overrides both (:meth:`grid`);
     - `paper_weights`: the weight the paper reports per task (PROTOCOL §5), if any;
     - `tasks`: the task names or families (`Task.family`) it supports (None: all),
-      `skip_reason`: why others are skipped;
+      `needs_linear`: whether it needs a linear task (an adjoint), `skip_reason`: why others
+      are skipped;
     - `needs_flow`: whether `restore` needs a trained flow;
     - `default`: whether it runs without --methods (Table 1's methods);
     - `variant_of`: for a variant of another method (a released-code defect, an ablation, MAP on
@@ -103,6 +117,7 @@ class Method:
     paper_weights: dict[str, float] = {}
     needs_flow: bool = True
     tasks: tuple[str, ...] | None = None
+    needs_linear: bool = False
     skip_reason: str = ""
     default: bool = False
     variant_of: str | None = None
@@ -143,6 +158,8 @@ class Method:
     def supports(self, task) -> str | None:
         """None if the task (name or Task) is supported, else the reason it is skipped."""
         task = get_task(task)
+        if self.needs_linear and not task.linear:
+            return self.skip_reason or f"{self.name} needs a linear forward operator"
         if self.tasks is None or task.name in self.tasks or task.kind in self.tasks:
             return None
         return self.skip_reason or f"{self.name} does not handle {task.name}"

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import time
 
-import numpy as np
 import torch
 
 import bench
@@ -29,11 +28,8 @@ class Tikhonov(bench.Method):
     weight_symbol = "λ"
     default_grid = (0.001, 0.01, 0.1, 1.0)
     needs_flow = False
+    needs_linear = True
     skip_reason = "Tikhonov needs a linear forward operator with an adjoint"
-
-    def supports(self, task):
-        task = bench.get_task(task)
-        return None if task.linear else self.skip_reason
 
     def restore(self, flow, task, y, weight, iters, seeds, device, progress=None, lr=None):
         y = torch.as_tensor(y).detach().to(device=device, dtype=torch.float64)
@@ -45,14 +41,7 @@ class Tikhonov(bench.Method):
             task.adjoint(y),
             min(int(iters), CG_MAX_ITERS),
         )
-        x = x.clamp(-1.0, 1.0).to(torch.float32).cpu()
-        n = x.shape[0]
-        return bench.Restoration(
-            x=x,
-            loss=np.full(n, np.nan),
-            diverged=np.zeros(n, dtype=bool),
-            seconds=time.perf_counter() - start,
-        )
+        return bench.Restoration.of_images(x, start)
 
 
 def conjugate_gradients(op, b: torch.Tensor, iters: int) -> torch.Tensor:
