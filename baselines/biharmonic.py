@@ -29,6 +29,7 @@ class Biharmonic(Method):
 
     name = "biharmonic"
     label = "Biharmonic inpainting"
+    budget = "one pass (scikit-image's inpaint_biharmonic)"
     weight_name = None
     needs_flow = False
     default = False

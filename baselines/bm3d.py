@@ -29,6 +29,7 @@ class BM3D(Method):
 
     name = "bm3d"
     label = "BM3D"
+    budget = "one pass (bm3d_rgb)"
     weight_name = None
     needs_flow = False
     default = True

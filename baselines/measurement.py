@@ -37,6 +37,7 @@ class Measurement(Method):
 
     name = "measurement"
     label = "Measurement (floor)"
+    budget = f"closed form (A⁺y), or {CG_ITERS} conjugate-gradient iterations"
     weight_name = None
     needs_flow = False
     needs_linear = True

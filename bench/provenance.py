@@ -250,9 +250,9 @@ def table1_source(run_id: str | None, dataset: str, preset: str) -> Source:
 
 def general_source(run_ids: list[str] | None, dataset: str, ood: str | None, preset: str) -> Source:
     """The general table's report set (general.md and its figures): its stored runs, the
-    in-distribution one first. With `run_ids` None it is partial (checked before the ids are
-    known)."""
-    sets = dataset + (f" and {ood}" if ood else "")
+    in-distribution one first; `ood` names the out-of-distribution dataset ('none': none).
+    With `run_ids` None it is partial (checked before the ids are known)."""
+    sets = dataset + (f" and {ood}" if ood and ood != "none" else "")
     label = (
         f"general-table runs {', '.join(run_ids)} ({sets}, preset {preset})"
         if run_ids

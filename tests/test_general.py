@@ -96,6 +96,7 @@ def test_denoising_levels_scale_the_noise_and_share_the_family():
         ("sr-3", ["super-resolution factor '3'", "2, 4, 8, 16"]),
         ("sr-1", ["super-resolution factor '1'"]),
         ("sr-32", ["super-resolution factor '32'"]),
+        ("sr-²", ["super-resolution factor '²'"]),
         ("denoising-2", ["denoising noise level '2'"]),
         ("cs-0.10", ["write it as 'cs-0.1'"]),
     ],
@@ -147,6 +148,21 @@ def test_general_table_runs_resumes_and_rebuilds_byte_for_byte(tmp_path):
     assert rebuilt.exit_code == 0, rebuilt.output
     assert (tmp_path / "reports" / "general.md").read_text() == md
     assert not (tmp_path / "reports" / "table1.md").exists()  # no Table 1 run in this store
+    from bench.runner import list_runs
+
+    results = str(tmp_path / "results")
+    (run_dir,) = list_runs(results)
+    # another seed makes other runs: refused before anything is computed
+    one_line_error(_general(tmp_path, *args, "--seed", "1"), "general.md was made from")
+    assert list_runs(results) == [run_dir]
+    # a general run is not Table 1's: refused by name, and as the only runs of a store
+    one_line_error(
+        invoke(["report", "--results", results, "--run", run_dir.name]), "general-table run"
+    )
+    other = str(tmp_path / "elsewhere")
+    one_line_error(
+        invoke(["report", "--results", results, "--out", other]), "only general-table runs"
+    )
 
 
 def test_general_table_paired_difference_is_the_per_image_mean(tmp_path):

@@ -59,14 +59,11 @@ def run_general(o: dict) -> None:
     tasks = o["tasks"] or general_tasks()
     plan = runner.plan_table1(p, methods, tasks, o["select_on"], o["weights"])
     parts = parts_of(o["dataset"], o["ood_dataset"])
-    ood = parts[1].dataset if len(parts) > 1 else None
+    ood = parts[1].dataset if len(parts) > 1 else "none"
     targets = report.general_paths(o["out"])
     source = lambda ids: P.general_source(ids, o["dataset"], ood, p.name)  # noqa: E731
     P.check(targets, source(None), o["replace"], partial=True)
-    if o["checkpoint"] is not None and not Path(o["checkpoint"]).is_file():
-        from bench.errors import CheckpointError
-
-        raise CheckpointError(f"checkpoint {o['checkpoint']} not found: pass an existing file")
+    check_flow_dataset(o["checkpoint"], o["dataset"], o["arch"])
     if len(parts) == 1:
         click.echo(f"no out-of-distribution set: --ood-dataset is {o['ood_dataset']!r}")
     checked = [
@@ -86,6 +83,8 @@ def run_general(o: dict) -> None:
         )  # fmt: skip
         for part in parts
     ]
+    if all(i.run_id for i in checked):  # the runs are known: refuse other runs' reports now
+        P.check(targets, source([i.run_id for i in checked]), o["replace"])
     threads = resolve_threads(o["threads"], o["jobs"]) if o["backend"] == "joblib" else None
     for part, inputs in zip(parts, checked, strict=True):
         click.echo(f"[{part.name}: images from {part.dataset}, flow trained on {o['dataset']}]")
@@ -140,13 +139,33 @@ def run_general(o: dict) -> None:
                f"{Path(o['out']) / report.GENERAL_FIGURES})")  # fmt: skip
 
 
+def check_flow_dataset(checkpoint, dataset: str, arch: str) -> None:
+    """A --checkpoint must hold a flow trained on --dataset: the general table calls that
+    dataset's test images in distribution and every other one out of it (BenchError)."""
+    if checkpoint is None:
+        return
+    from bench import train
+    from bench.errors import CheckpointError
+
+    if not Path(checkpoint).is_file():
+        raise CheckpointError(f"checkpoint {checkpoint} not found: pass an existing file")
+    _, meta = train.load_checkpoint(checkpoint, "cpu", arch=arch)
+    trained_on = meta.get("dataset")
+    if trained_on is not None and trained_on != dataset:
+        raise CheckpointError(
+            f"checkpoint {checkpoint} was trained on {trained_on}, not --dataset {dataset}: the "
+            f"general table's in-distribution images are the flow's own; pass --dataset "
+            f"{trained_on} (and --ood-dataset for other images)"
+        )
+
+
 def general_source_of(run_dirs: list[Path]):
     """The provenance source of general.md made from these stored runs."""
     from bench import provenance as P
     from bench import report
 
     mans = [report.read_manifest(d) for d in run_dirs]
-    ood = next((m["dataset"] for m in mans if report.part_of(m) == "ood"), None)
+    ood = next((m["dataset"] for m in mans if report.part_of(m) == "ood"), "none")
     first = mans[0]
     return P.general_source(
         [m["run_id"] for m in mans], first["dataset"], ood, first["preset"]["name"]

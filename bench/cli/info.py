@@ -82,6 +82,9 @@ def registered_items() -> str:
             + ("" if t.linear else "; nonlinear")
             + _origin(regs["tasks"], name)
         )
+    fams = ", ".join(f"{p}…" for p in regs["tasks"].families())
+    if fams:
+        lines.append(f"    other levels built from their names: {fams} (e.g. sr-8, cs-0.5)")
     lines.append("datasets (--dataset):")
     lines += [
         f"    {n}: {d.label}{_origin(regs['datasets'], n)}" for n, d in regs["datasets"].items()

@@ -168,7 +168,7 @@ def stored_run_options(fn):
         default=None,
         metavar="RUN_ID",
         help="run id (or a unique prefix) under RESULTS/runs [default: the run OUT's reports "
-        "were made from, else the latest run]",
+        "were made from, else the latest Table 1 run]",
     )(fn)
     fn = out_option()(fn)
     return results_option("results store written by `bench run` and `bench ablation --timing`")(fn)

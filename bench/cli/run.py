@@ -157,6 +157,7 @@ def run(
     if _check_table(table, ood_dataset) == "general":
         from bench.cli.general import run_general
 
+        _check_execution(None, backend, scheduler)
         options = dict(locals())
         options["ood_dataset"] = ood_dataset or GENERAL_OOD_DATASET
         run_general(options)

@@ -33,9 +33,10 @@ def lock_results(path: str | Path):
 
 
 def report_run(results_dir, out, run_id, report_file: str):
-    """The stored run a report command uses: `run_id` when given, else the run that
+    """The stored Table 1 run a report command uses: `run_id` when given, else the run that
     OUT/`report_file` was made from (so a plain `bench report` rebuilds what is there), else
-    the latest run."""
+    the latest Table 1 run. A general-table run is refused (BenchError): general.md has its
+    own rebuild."""
     from bench import provenance as P
     from bench.runner import find_run, list_runs, runs_root
 
@@ -43,11 +44,25 @@ def report_run(results_dir, out, run_id, report_file: str):
         made_from = P.recorded_run(Path(out) / report_file)
         if made_from and (runs_root(results_dir) / made_from).is_dir():
             run_id = made_from
+    from bench.errors import BenchError
+
+    runs = list_runs(results_dir)
+    table1 = [d for d in runs if not is_general_run(d)]
     if run_id is None:  # the latest Table 1 run: a general table's runs have their own report
-        table1 = [d for d in list_runs(results_dir) if not is_general_run(d)]
-        if table1:
-            return table1[-1]
-    return find_run(results_dir, run_id)
+        if table1 or not runs:
+            return table1[-1] if table1 else find_run(results_dir, None)
+        raise BenchError(
+            f"no Table 1 run in {runs_root(results_dir)}, only general-table runs: run "
+            "`bench run --table 1`, or rewrite general.md with `bench run --table general` "
+            "(nothing is recomputed)"
+        )
+    found = find_run(results_dir, run_id)
+    if is_general_run(found):
+        raise BenchError(
+            f"run {found.name} is a general-table run, not Table 1's: `bench report` rebuilds "
+            "general.md from the runs it records; pass a Table 1 run to --run"
+        )
+    return found
 
 
 def is_general_run(run_dir: Path) -> bool:

@@ -106,7 +106,9 @@ class Method:
       it 2); a method without a flow is timed on one image instead;
     - `defect`: for variants that reproduce a defect of the released code (PROTOCOL §8), what it
       is (None for the methods of the protocol);
-    - `ablation`: for variants that isolate one ingredient of a method, what they test."""
+    - `ablation`: for variants that isolate one ingredient of a method, what they test;
+    - `budget`: its iterations in words, for the reports, when they are not the run's `iters`
+      solver iterations (TV's FISTA count, PnP's schedule, a one-pass method)."""
 
     name: str = ""
     label: str = ""
@@ -126,6 +128,7 @@ class Method:
     betas: tuple[float, float] = config.SOLVER_BETAS
     defect: str | None = None
     ablation: str | None = None
+    budget: str | None = None
 
     # -- declarations ------------------------------------------------------------------------
     def symbol(self) -> str:
@@ -176,6 +179,7 @@ class Method:
             "default": self.default,
             "variant_of": self.variant_of,
             "needs_flow": self.needs_flow,
+            "budget": self.budget,
         }
 
     def run_name(self, weight=None) -> str:

@@ -24,9 +24,9 @@ def method_info(man: dict | None, method: str) -> dict:
     """{'label', 'weight_name', 'weight_symbol', 'defect', 'ablation', 'default', 'variant_of'}
     of a run's method."""
     recorded = (man or {}).get("method_info", {}).get(method)
-    if recorded is not None:
-        return recorded
     item = _registered("methods", method)
+    if recorded is not None:  # a declaration the run did not record yet: the registry's
+        return {**(item.describe() if item is not None else {}), **recorded}
     if item is not None:
         return item.describe()
     weight_name = (man or {}).get("weight_names", {}).get(method)

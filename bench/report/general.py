@@ -16,13 +16,24 @@ import numpy as np
 from bench.atomic import all_or_nothing, atomic_write_text
 from bench.report.declared import method_info, plugins_line, split_methods, task_title
 from bench.report.frames import RunData, cell_rows, load_run, summary_frame
-from bench.report.header import images_line, model_line, preset_line, run_commands_line
+from bench.report.header import (
+    images_line,
+    model_line,
+    preset_line,
+    run_commands_line,
+    selection_line,
+)
 from bench.report.task_figures import FIGURE_IMAGES, write_figure
 from bench.report.text import md_table, num, pm, psnr_text, weight_text
 
 GENERAL_FILE = "general.md"
 GENERAL_FIGURES = "general"  # the folder of its figures, beside general.md
 SOLVER = "ours"  # the paper's solver: the paired differences are taken against it
+OOD_CAVEAT = (
+    "- **Caveat**: these images are crops of a few photographs (see above); crops of one "
+    "photograph are not independent, so the intervals describe these crops, not photographs "
+    "in general"
+)
 PART_TITLES = {
     "in": "In distribution: the flow's own kind of images",
     "ood": "Out of distribution: images the flow never saw",
@@ -85,7 +96,9 @@ def paired_rows(data: RunData, methods: list[str], tasks: list[str]) -> list[dic
     out = []
     for t in tasks:
         ok = {m: _rec(summary, m, t) for m in methods if _rec(summary, m, t).status == "ok"}
-        flowless = {m: r.psnr for m, r in ok.items() if not method_info(man, m).get("needs_flow")}
+        flowless = {
+            m: r.psnr for m, r in ok.items() if method_info(man, m).get("needs_flow") is False
+        }
         rival = _best(flowless)
         if SOLVER not in ok or rival is None:
             continue
@@ -188,6 +201,7 @@ def _part_lines(data: RunData, part: str, out_dir: str | Path | None) -> list[st
         "",
         f"- **Test images**: {images_line(test)}",
         f"- **Flow trained on**: {man.get('flow_dataset', man['dataset'])}",
+        *([OOD_CAVEAT] if part == "ood" else []),
         f"- **Weight selection images**: {images_line(man.get('select_images'))}",
         f"- **Run**: `{man['run_id']}` (`{as_given(data.run_dir)}`)"
         + ("" if man.get("complete") else " — **incomplete: rerun the command to finish**"),
@@ -220,24 +234,39 @@ def _part_lines(data: RunData, part: str, out_dir: str | Path | None) -> list[st
     return lines + [""]
 
 
+def _budget_lines(man: dict, methods: list[str]) -> list[str]:
+    """The iterations of each method: the run's for the latent solves, each other method's own
+    (its declared `budget`)."""
+    own = [(m, method_info(man, m).get("budget")) for m in methods]
+    labels = man.get("method_labels", {})
+    solves = [labels.get(m, m) for m, b in own if not b]
+    lines = []
+    if solves:
+        lines.append(
+            f"- **Iterations**: {man['iters']} Adam iterations per solve for {', '.join(solves)}"
+        )
+    lines += [f"  - {labels.get(m, m)}: {b}" for m, b in own if b]
+    return lines
+
+
 def render_general(runs: list[RunData], out_dir: str | Path | None = None) -> str:
     """The Markdown of general.md from its runs (the in-distribution run first)."""
     first = runs[0].manifest
     p = first["preset"]
+    methods, _ = split_methods(first["methods"], first)
+    flows = [m for m in methods if method_info(first, m).get("needs_flow") is not False]
+    tasks = ", ".join(task_title(first, t) for t in first["tasks"])
     lines = [
-        f"# General table: {len(first['tasks'])} inverse problems × "
-        f"{len(split_methods(first['methods'], first)[0])} methods (preset `{p['name']}`)",
+        f"# General table: {len(first['tasks'])} inverse problems × {len(methods)} methods "
+        f"(preset `{p['name']}`)",
         "",
-        'Beyond the paper (SPEC §9 of the protocol, README "The general table"): the paper\'s '
-        "four tasks and seven more, the paper's flow methods, MAP on the denoising levels, and "
-        "solvers that need no pretrained weights.",
+        f'Beyond the paper (PROTOCOL §9, README "The general table"): {tasks}; '
+        f"{len(flows)} method(s) with the flow prior and {len(methods) - len(flows)} without.",
         "",
         f"- **Flow**: {model_line(first.get('model', {}))}",
         f"- **Preset**: {preset_line(p)}",
-        f"- **Solver**: {first['iters']} iterations per solve for the flow methods; the "
-        'classical solvers\' own iteration counts are in README "The general table"',
-        "- **Weight selection**: grid search on the valid partition of each test set's dataset "
-        "(its selection images), the best weight by mean PSNR then run on the test images",
+        *_budget_lines(first, methods),
+        f"- **Weight selection**: {selection_line(first)}, on each test set's own dataset",
         run_commands_line(first),
         f"- **Rebuild**: `{_rebuild(runs, out_dir)}` rewrites this file from the stored "
         "results, identically, without solving",
@@ -265,10 +294,14 @@ def write_general(run_dirs: list[str | Path], out_dir: str | Path = "reports") -
     out = Path(out_dir)
     (out / GENERAL_FIGURES).mkdir(parents=True, exist_ok=True)
     path = out / GENERAL_FILE
+    written = set()
     with all_or_nothing():
         for data in runs:
             part = part_of(data.manifest)
             for t in data.manifest["tasks"]:
-                write_figure(data, t, out / figure_path(part, t))
+                written.add(write_figure(data, t, out / figure_path(part, t)))
         atomic_write_text(path, render_general(runs, out_dir))
+    for old in (out / GENERAL_FIGURES).glob("*.png"):  # a figure of a task no longer run
+        if old not in written:
+            old.unlink()
     return path

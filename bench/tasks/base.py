@@ -25,6 +25,7 @@ from bench.registry import Registry
 NOISE_STREAM = 0  # measurement noise n (denoising)
 DEQUANT_STREAM = 1  # dequantization u of the clean image and of y
 LATENT_STREAM = 2  # the solvers' z0 (bench.methods)
+MASK_STREAM = 3  # a mask drawn per image (random inpainting)
 _SEED_MOD = 2**63
 
 # noise std of the denoising task on 0..255 pixels (25.5) and in model space [-1, 1) (0.2)

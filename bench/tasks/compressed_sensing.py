@@ -5,7 +5,10 @@ with ``config.CS_MATRIX_SEED`` (the same for every image, method and run), and
 ``cs-0.1`` and ``cs-0.25``; any ratio ``cs-R`` with 0 < R <= 1 is built on demand.
 
 The measurement is a vector, so the figures show the minimum-norm least-squares image
-``A⁺y = Aᵀ(AAᵀ)⁻¹y`` instead (:meth:`CompressedSensing.pseudo_inverse`)."""
+``A⁺y = Aᵀ(AAᵀ)⁻¹y`` instead (:meth:`CompressedSensing.pseudo_inverse`). Written here rather
+than with deepinv's `CompressedSensing`: SPEC §9 fixes the matrix by one documented seed and
+its variance 1/m, and deepinv's dtype is fixed at construction; the operator is one matrix
+product."""
 
 from __future__ import annotations
 

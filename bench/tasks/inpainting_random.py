@@ -1,7 +1,8 @@
 """Random inpainting (SPEC §9): each pixel (all three channels) is observed with probability
 0.3 (70% missing), the mask drawn per image from the image's own stream; ``A`` multiplies by
 the image's mask; no noise. Because A differs per image, the task is bound to a batch's image
-seeds before use (:meth:`RandomInpainting.for_images`; `Method.check` does it)."""
+seeds before use (:meth:`RandomInpainting.for_images`; `Method.check` does it). Not deepinv's
+`Inpainting`: it shares one mask across a batch, and SPEC §9 draws one per image."""
 
 from __future__ import annotations
 
@@ -12,9 +13,7 @@ import torch
 from bench import config
 from bench.errors import BenchError
 from bench.plugins import register
-from bench.tasks.base import Task, stream_seed
-
-MASK_STREAM = 3  # the per-image stream of the mask (noise 0, dequantization 1, latent 2)
+from bench.tasks.base import MASK_STREAM, Task, stream_seed
 
 
 def random_masks(seeds: Sequence[int], keep: float, size: int = config.IMAGE_SIZE):

@@ -1,7 +1,10 @@
 """Super-resolution (SPEC §9): ``A`` = k×k average pooling with stride k, (B, 3, 32, 32) ->
 (B, 3, 32/k, 32/k); no noise. The built-ins are ``sr-2`` (16×16 measurements) and ``sr-4``
 (8×8); any factor ``sr-K`` that divides the 32-pixel side, 2 <= K <= 16, is built on demand.
-The figures show the measurement enlarged by nearest-neighbour upsampling."""
+The figures show the measurement enlarged by nearest-neighbour upsampling. Written here rather
+than with deepinv's `Downsampling`: `avg_pool2d` is the same operator (deepinv 0.5's box filter
+with padding='valid' equals it; its default circular padding shifts ×4 by a pixel) in two
+lines, on any device and dtype, without importing deepinv in every process that measures."""
 
 from __future__ import annotations
 
@@ -46,7 +49,7 @@ def super_resolution(text: str) -> SuperResolution:
     """``sr-K``: an integer factor K >= 2 dividing the image side (BenchError)."""
     side = config.IMAGE_SIZE
     allowed = [k for k in range(2, side) if side % k == 0]
-    if not (text.isdigit() and int(text) in allowed):
+    if not (text.isascii() and text.isdigit() and int(text) in allowed):
         raise BenchError(
             f"super-resolution factor {text!r} is not allowed: the factor must divide the "
             f"{side}-pixel side; use one of {', '.join(map(str, allowed))} (e.g. sr-2)"
