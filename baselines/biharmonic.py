@@ -1,4 +1,4 @@
-"""Biharmonic inpainting (SPEC §9): ``skimage.restoration.inpaint_biharmonic`` on each image,
+"""Biharmonic inpainting (PROTOCOL §9): ``skimage.restoration.inpaint_biharmonic`` on each image,
 for the inpainting family (the centre square and the random mask).
 
 The missing pixels come from the task bound to the batch, not from a known mask:

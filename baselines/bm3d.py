@@ -1,7 +1,7 @@
 """BM3D (Dabov et al.), denoising only (PROTOCOL §5): ``bm3d.bm3d_rgb`` on 0..1 images with
 ``sigma_psd`` the task's own noise std as a fraction of the range (:func:`sigma_psd`):
 ``config.BM3D_SIGMA`` = 0.1 for the paper's ``denoising`` (the released code passed 25/255), and
-0.05 and 0.2 for SPEC §9's ``denoising-0.05`` and ``denoising-0.2``. No flow, no weight.
+0.05 and 0.2 for PROTOCOL §9's ``denoising-0.05`` and ``denoising-0.2``. No flow, no weight.
 ``bm3d_rgb`` rather than deepinv's BM3D, which calls ``bm3d.bm3d`` on RGB: 1.7 dB worse.
 
 The measurement arrives in model space; it goes back to 8-bit pixels (``data.to_pixels``,

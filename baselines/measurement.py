@@ -1,4 +1,4 @@
-"""The measurement floor of the general table (SPEC §9): the measurement itself or its simplest
+"""The measurement floor of the general table (PROTOCOL §9): the measurement itself or its simplest
 inverse, with no prior and no weight.
 
 - denoising and deblurring (the task's family is ``denoising`` or ``deblurring``): y itself;

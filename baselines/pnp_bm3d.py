@@ -1,4 +1,4 @@
-"""Plug-and-play BM3D (SPEC §9): half-quadratic splitting with deepinv's fast BM3D as the
+"""Plug-and-play BM3D (PROTOCOL §9): half-quadratic splitting with deepinv's fast BM3D as the
 denoiser, the DPIR recipe (Zhang et al. 2021) with BM3D in place of DRUNet.
 
 For the objective ½‖A x − y‖² + λ R(x) (model space [-1, 1), sums over pixels), from

@@ -1,4 +1,4 @@
-"""Total-variation regularised least squares (SPEC §9), with deepinv:
+"""Total-variation regularised least squares (PROTOCOL §9), with deepinv:
 
     x̂ = argmin_x ½‖A x − y‖₂² + λ·TV(x),   TV(x) = Σ_c Σ_p ‖(∇x_c)_p‖₂
 

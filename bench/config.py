@@ -174,7 +174,7 @@ PRESETS: dict[str, Preset] = {
         alpha_grid=(0.002, 0.02),
     ),
 }
-# `bench run --table general` (SPEC §9): the preset's flow (same name, width, epochs, training
+# `bench run --table general` (PROTOCOL §9): the preset's flow (same name, width, epochs, training
 # images: the same checkpoint), with these test sizes, so that the whole general table (11
 # tasks, every method, two test sets) fits a CPU budget: about 90 minutes on 2 cores for `cpu`.
 # A preset without an entry runs the general table at its own sizes.

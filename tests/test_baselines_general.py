@@ -1,4 +1,4 @@
-"""The weight-free baselines of the general table (SPEC §9) give the right values: the
+"""The weight-free baselines of the general table (PROTOCOL §9) give the right values: the
 measurement floor equals its closed forms, TV and PnP-BM3D beat the floor where they should,
 biharmonic inpainting reads the task's own mask, BM3D denoises at the task's level, MAP takes
 its σ from the task. (That each runs through the runner on every task it supports is the

@@ -1,4 +1,4 @@
-"""The general table (SPEC §9): its tasks' operators and their refusals, a run's flow dataset
+"""The general table (PROTOCOL §9): its tasks' operators and their refusals, a run's flow dataset
 apart from its images, `bench run --table general` end to end with its report, resume and
 rebuild."""
 

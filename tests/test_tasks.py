@@ -29,7 +29,7 @@ def _images(n=3, seed=0):
 def test_registry_order_and_unknown_task():
     paper = ["denoising", "deblurring", "inpainting", "colorization"]
     more = ["denoising-0.05", "denoising-0.2", "inpainting-random", "sr-2", "sr-4"]
-    assert list(TASKS)[:11] == paper + more + ["cs-0.1", "cs-0.25"]  # SPEC §9's after Table 1's
+    assert list(TASKS)[:11] == paper + more + ["cs-0.1", "cs-0.25"]  # PROTOCOL §9's after Table 1's
     assert get_task("inpainting") is TASKS["inpainting"]
     with pytest.raises(BenchError, match="denoising, deblurring, inpainting, colorization, "):
         get_task("superres")

@@ -1,4 +1,4 @@
-"""`bench run --table general` (SPEC §9): every registered task × every method that supports
+"""`bench run --table general` (PROTOCOL §9): every registered task × every method that supports
 it, on the flow's own test images and on images it never saw, then reports/general.md.
 
 It is two runs of the same runner (`bench.runner.run_table1`), stored, resumed and reported
@@ -30,7 +30,7 @@ def general_methods() -> list[str]:
 
 
 def general_tasks() -> list[str]:
-    """Every registered task (the paper's four, SPEC §9's seven, plugins), in registry order."""
+    """Every registered task (the paper's four, PROTOCOL §9's seven, plugins), in registry order."""
     from bench.tasks import TASKS
 
     return list(TASKS)

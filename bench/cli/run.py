@@ -147,7 +147,7 @@ def run(
     (--preset paper is the paper's full protocol, GPU work). A run estimated longer than
     --max-hours is refused before anything runs. Rerunning resumes: finished cells are kept.
 
-    --table general runs every registered task × every method that supports it (SPEC §9) on
+    --table general runs every registered task × every method that supports it (PROTOCOL §9) on
     the test images of --dataset and on those of --ood-dataset (images the flow never saw),
     at the preset's general-table sizes, and writes reports/general.md."""
     from bench import provenance as P

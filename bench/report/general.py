@@ -1,4 +1,4 @@
-"""general.md and its figures (SPEC §9): every task × every method, on the flow's own test
+"""general.md and its figures (PROTOCOL §9): every task × every method, on the flow's own test
 images and on images it never saw, from the stored runs of `bench run --table general`.
 
 For each test set: PSNR and SSIM (mean ± 95% t-interval over the test images) per task and

@@ -34,7 +34,7 @@ def run_key(
     """Everything that determines a run's numbers (its id is a hash of it): the plan's preset
     and selection, the images (`stage_images`), the model fingerprint, the seed and the
     device type; and the flow's training dataset when it is not the images' (an
-    out-of-distribution run, SPEC §9; left out otherwise, so earlier runs keep their ids)."""
+    out-of-distribution run, PROTOCOL §9; left out otherwise, so earlier runs keep their ids)."""
     import torch
 
     other = {"flow_dataset": flow_dataset} if flow_dataset and flow_dataset != dataset else {}

@@ -112,7 +112,7 @@ def run_table1(
     (the CLI refuses there a report folder made from another run).
 
     `dataset` is where the images come from; `flow_dataset` (default: the same) is what the
-    flow was trained on: a flow restoring images it never saw (SPEC §9's out-of-distribution
+    flow was trained on: a flow restoring images it never saw (PROTOCOL §9's out-of-distribution
     set) is a run of its own, and its manifest states both."""
     from bench import tasks as T
 

@@ -1,7 +1,7 @@
 """Inverse problems: the task contract and registry (`base`), one module per task.
 
 The paper's four (PROTOCOL §4) are ``denoising``, ``deblurring``, ``inpainting`` and
-``colorization``; SPEC §9 adds ``denoising-0.05``, ``denoising-0.2``, ``inpainting-random``,
+``colorization``; PROTOCOL §9 adds ``denoising-0.05``, ``denoising-0.2``, ``inpainting-random``,
 ``sr-2``, ``sr-4``, ``cs-0.1`` and ``cs-0.25`` (and builds ``denoising-F``, ``sr-K`` and
 ``cs-R`` for other levels on demand); plugins add more (README, "Add your own method, task,
 dataset or flow").

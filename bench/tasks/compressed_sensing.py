@@ -1,4 +1,4 @@
-"""Compressed sensing (SPEC §9): ``y = A·vec(x) + η`` with ``A ∈ R^{m×3072}`` of iid
+"""Compressed sensing (PROTOCOL §9): ``y = A·vec(x) + η`` with ``A ∈ R^{m×3072}`` of iid
 ``N(0, 1/m)`` entries, ``m = round(r·3072)``, one matrix per ratio drawn from a generator seeded
 with ``config.CS_MATRIX_SEED`` (the same for every image, method and run), and
 ``η ~ N(0, (0.1/√m)² I)`` per image (‖η‖ ≈ 0.1, CSGM's and GlowIP's setting). The built-ins are
@@ -6,7 +6,7 @@ with ``config.CS_MATRIX_SEED`` (the same for every image, method and run), and
 
 The measurement is a vector, so the figures show the minimum-norm least-squares image
 ``A⁺y = Aᵀ(AAᵀ)⁻¹y`` instead (:meth:`CompressedSensing.pseudo_inverse`). Written here rather
-than with deepinv's `CompressedSensing`: SPEC §9 fixes the matrix by one documented seed and
+than with deepinv's `CompressedSensing`: PROTOCOL §9 fixes the matrix by one documented seed and
 its variance 1/m, and deepinv's dtype is fixed at construction; the operator is one matrix
 product."""
 

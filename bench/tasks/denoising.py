@@ -1,6 +1,6 @@
 """Denoising (PROTOCOL §4): ``y255 = clip(floor(x255 + f·255 n), 0, 255)``, ``n ~ N(0, I)``,
 then into model space; ``A`` = identity. The paper's level f = 0.1 of the range is
-``denoising`` (Figure 3); SPEC §9 adds ``denoising-0.05`` and ``denoising-0.2``, and any level
+``denoising`` (Figure 3); PROTOCOL §9 adds ``denoising-0.05`` and ``denoising-0.2``, and any level
 ``denoising-F`` with 0 < F <= 1 is built on demand (``--tasks denoising-0.3``)."""
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
-"""Random inpainting (SPEC §9): each pixel (all three channels) is observed with probability
+"""Random inpainting (PROTOCOL §9): each pixel (all three channels) is observed with probability
 0.3 (70% missing), the mask drawn per image from the image's own stream; ``A`` multiplies by
 the image's mask; no noise. Because A differs per image, the task is bound to a batch's image
 seeds before use (:meth:`RandomInpainting.for_images`; `Method.check` does it). Not deepinv's
-`Inpainting`: it shares one mask across a batch, and SPEC §9 draws one per image."""
+`Inpainting`: it shares one mask across a batch, and PROTOCOL §9 draws one per image."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Super-resolution (SPEC §9): ``A`` = k×k average pooling with stride k, (B, 3, 32, 32) ->
+"""Super-resolution (PROTOCOL §9): ``A`` = k×k average pooling with stride k, (B, 3, 32, 32) ->
 (B, 3, 32/k, 32/k); no noise. The built-ins are ``sr-2`` (16×16 measurements) and ``sr-4``
 (8×8); any factor ``sr-K`` that divides the 32-pixel side, 2 <= K <= 16, is built on demand.
 The figures show the measurement enlarged by nearest-neighbour upsampling. Written here rather
