@@ -188,13 +188,20 @@ GENERAL_SIZES: dict[str, dict] = {
     },
 }
 GENERAL_OOD_DATASET = "builtin"  # the out-of-distribution test images of the general table
+GENERAL_TABLE = "general"  # Preset.extra['table'] of a general-table run's preset
 
 
 def general_preset(preset: Preset | str) -> Preset:
     """The preset a general-table run uses: `preset` with its GENERAL_SIZES (if any), marked
     ``extra={'table': 'general'}`` so its runs never share an id with Table 1's."""
     p = get_preset(preset) if isinstance(preset, str) else preset
-    return p.with_(**GENERAL_SIZES.get(p.name, {}), extra={**p.extra, "table": "general"})
+    return p.with_(**GENERAL_SIZES.get(p.name, {}), extra={**p.extra, "table": GENERAL_TABLE})
+
+
+def is_general_preset(preset: dict) -> bool:
+    """Whether a stored preset (`Preset.to_dict`, as a run's manifest holds it) is a
+    general-table run's (`general_preset`)."""
+    return isinstance(preset, dict) and (preset.get("extra") or {}).get("table") == GENERAL_TABLE
 
 
 # the preset of every command run without --preset: sized for a CPU (`paper`, the full

@@ -121,11 +121,21 @@ def to_pixels(x: torch.Tensor) -> torch.Tensor:
 def seeded_uniform(seeds: Sequence[int], shape) -> torch.Tensor:
     """U[0, 1) float32 noise of shape (len(seeds), *shape), image i drawn from its own
     torch.Generator seeded with seeds[i]: an image's noise does not depend on its batch."""
+    return _seeded(torch.rand, seeds, shape)
+
+
+def seeded_normal(seeds: Sequence[int], shape) -> torch.Tensor:
+    """N(0, 1) float32 noise of shape (len(seeds), *shape), image i drawn from its own
+    torch.Generator seeded with seeds[i] (as `seeded_uniform`)."""
+    return _seeded(torch.randn, seeds, shape)
+
+
+def _seeded(draw, seeds: Sequence[int], shape) -> torch.Tensor:
     shape = (int(shape),) if isinstance(shape, int) else tuple(int(s) for s in shape)
     out = torch.empty((len(seeds), *shape), dtype=torch.float32)
     for i, seed in enumerate(seeds):
         g = torch.Generator().manual_seed(int(seed))
-        out[i] = torch.rand(shape, generator=g, dtype=torch.float32)
+        out[i] = draw(shape, generator=g, dtype=torch.float32)
     return out
 
 

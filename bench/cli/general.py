@@ -50,7 +50,7 @@ def run_general(o: dict) -> None:
     from bench import provenance as P
     from bench.cli.options import resolve_device
     from bench.cli.output import command_line
-    from bench.cli.run_checks import check_inputs, say_estimate
+    from bench.cli.run_checks import say_estimate
     from bench.cli.threads import resolve_threads
 
     p = config.general_preset(o["preset"])
@@ -66,23 +66,7 @@ def run_general(o: dict) -> None:
     check_flow_dataset(o["checkpoint"], o["dataset"], o["arch"])
     if len(parts) == 1:
         click.echo(f"no out-of-distribution set: --ood-dataset is {o['ood_dataset']!r}")
-    checked = [
-        check_inputs(
-            plan,
-            part.dataset,
-            o["data_root"],
-            o["checkpoint"],
-            o["results_dir"],
-            o["seed"],
-            dev,
-            o["force"],
-            o["progress"],
-            o["replace"],
-            o["arch"],
-            flow_dataset=o["dataset"],
-        )  # fmt: skip
-        for part in parts
-    ]
+    checked = [_check_part(plan, part, dev, o) for part in parts]
     if all(i.run_id for i in checked):  # the runs are known: refuse other runs' reports now
         P.check(targets, source([i.run_id for i in checked]), o["replace"])
     threads = resolve_threads(o["threads"], o["jobs"]) if o["backend"] == "joblib" else None
@@ -127,6 +111,23 @@ def run_general(o: dict) -> None:
             )  # fmt: skip
         )
     write_general_reports([r.run_dir for r in results], o["out"], o["replace"])
+    _say_done(results, o["out"])
+
+
+def _check_part(plan, part: Part, dev: str, o: dict):
+    """`check_inputs` for one test set: its images, the flow of --dataset, its stored cells."""
+    from bench.cli.run_checks import check_inputs
+
+    return check_inputs(
+        plan, part.dataset, o["data_root"], o["checkpoint"], o["results_dir"], o["seed"], dev,
+        o["force"], o["progress"], o["replace"], o["arch"], flow_dataset=o["dataset"],
+    )  # fmt: skip
+
+
+def _say_done(results, out) -> None:
+    """What each run did, its failed cells, and where the report is."""
+    from bench import report, runner
+
     for r in results:
         n_all = len(r.computed) + len(r.reused)
         click.echo(
@@ -135,8 +136,8 @@ def run_general(o: dict) -> None:
         )
         for line in r.failed:
             click.echo(f"failed: {line}")
-    click.echo(f"report: {Path(o['out']) / report.GENERAL_FILE} (figures in "
-               f"{Path(o['out']) / report.GENERAL_FIGURES})")  # fmt: skip
+    click.echo(f"report: {Path(out) / report.GENERAL_FILE} (figures in "
+               f"{Path(out) / report.GENERAL_FIGURES})")  # fmt: skip
 
 
 def check_flow_dataset(checkpoint, dataset: str, arch: str) -> None:
@@ -159,12 +160,11 @@ def check_flow_dataset(checkpoint, dataset: str, arch: str) -> None:
         )
 
 
-def general_source_of(run_dirs: list[Path]):
-    """The provenance source of general.md made from these stored runs."""
+def general_source_of(mans: list[dict]):
+    """The provenance source of general.md made from the stored runs of these manifests."""
     from bench import provenance as P
     from bench import report
 
-    mans = [report.read_manifest(d) for d in run_dirs]
     ood = next((m["dataset"] for m in mans if report.part_of(m) == "ood"), "none")
     first = mans[0]
     return P.general_source(
@@ -179,8 +179,8 @@ def write_general_reports(run_dirs: list[Path], out, replace: bool) -> Path:
     from bench import report
     from bench.cli.stores import lock_reports
 
-    source = general_source_of(run_dirs)
     mans = [report.read_manifest(d) for d in run_dirs]
+    source = general_source_of(mans)
     targets = report.general_paths(out, mans)
     with lock_reports(out):
         P.check(targets, source, replace)

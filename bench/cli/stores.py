@@ -38,14 +38,13 @@ def report_run(results_dir, out, run_id, report_file: str):
     the latest Table 1 run. A general-table run is refused (BenchError): general.md has its
     own rebuild."""
     from bench import provenance as P
+    from bench.errors import BenchError
     from bench.runner import find_run, list_runs, runs_root
 
     if run_id is None:
         made_from = P.recorded_run(Path(out) / report_file)
         if made_from and (runs_root(results_dir) / made_from).is_dir():
             run_id = made_from
-    from bench.errors import BenchError
-
     runs = list_runs(results_dir)
     table1 = [d for d in runs if not is_general_run(d)]
     if run_id is None:  # the latest Table 1 run: a general table's runs have their own report
@@ -67,10 +66,11 @@ def report_run(results_dir, out, run_id, report_file: str):
 
 def is_general_run(run_dir: Path) -> bool:
     """Whether a stored run is one of `bench run --table general`'s (its preset says so)."""
+    from bench.config import is_general_preset
     from bench.runner import read_manifest
 
     try:
-        preset = read_manifest(run_dir).get("preset") or {}
+        preset = read_manifest(run_dir).get("preset")
     except Exception:  # noqa: BLE001 - an unreadable manifest is reported by whoever reads it
         return False
-    return isinstance(preset, dict) and (preset.get("extra") or {}).get("table") == "general"
+    return is_general_preset(preset)

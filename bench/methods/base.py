@@ -29,11 +29,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bench import config
+from bench import config, data
 from bench.errors import BenchError
 from bench.registry import Registry
 from bench.solve import Objective, solve_latent
-from bench.tasks import LATENT_STREAM, Task, get_task, stream_seed
+from bench.tasks import LATENT_STREAM, Task, get_task, stream_seeds
 
 # the standard symbols of the weights the built-in methods use (a method may declare another)
 WEIGHT_SYMBOLS = {"gamma": "γ", "alpha": "α", "beta": "β", "lambda": "λ", "tau": "τ"}
@@ -248,10 +248,7 @@ class FlowMethod(Method):
         float32 on the CPU, so it is the same whatever device or dtype the solve uses)."""
         if self.init_std == 0:
             return torch.zeros(len(seeds), dim, device=device, dtype=dtype)
-        z = torch.empty(len(seeds), dim, dtype=torch.float32)
-        for i, s in enumerate(seeds):
-            g = torch.Generator().manual_seed(stream_seed(s, LATENT_STREAM))
-            z[i] = torch.randn(dim, generator=g, dtype=torch.float32)
+        z = data.seeded_normal(stream_seeds(seeds, LATENT_STREAM), dim)
         return (z * self.init_std).to(device=device, dtype=dtype)
 
     def objective(self, flow, task: Task, y: torch.Tensor, weight) -> Objective:

@@ -23,6 +23,7 @@ from bench.tasks.base import (
     get_task,
     image_seeds,
     stream_seed,
+    stream_seeds,
 )
 
 # the built-in task classes and the mask, importable from bench.tasks as before
@@ -54,4 +55,5 @@ __all__ = [
     "get_task",
     "image_seeds",
     "stream_seed",
+    "stream_seeds",
 ]

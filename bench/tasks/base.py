@@ -44,6 +44,11 @@ def stream_seed(image_seed: int, stream: int) -> int:
     return (int(image_seed) + int(stream)) % _SEED_MOD
 
 
+def stream_seeds(seeds: Sequence[int], stream: int) -> list[int]:
+    """The seeds of one random stream for a batch of images' base seeds (`stream_seed`)."""
+    return [stream_seed(s, stream) for s in seeds]
+
+
 def as_uint8_batch(x255, names: Sequence[str]) -> torch.Tensor:
     x = torch.as_tensor(x255).detach().cpu()
     if x.dtype != torch.uint8:
@@ -107,7 +112,7 @@ class Task:
     def dequant_noise(self, names: Sequence[str], seed: int = 0, size=None) -> torch.Tensor:
         """The per-image dequantization noise u ~ U[0, 1), (B, 3, size, size)."""
         size = config.IMAGE_SIZE if size is None else size
-        seeds = [stream_seed(s, DEQUANT_STREAM) for s in image_seeds(names, seed)]
+        seeds = stream_seeds(image_seeds(names, seed), DEQUANT_STREAM)
         return data.seeded_uniform(seeds, (config.CHANNELS, size, size))
 
     def clean(self, x255, names: Sequence[str], seed: int = 0) -> torch.Tensor:

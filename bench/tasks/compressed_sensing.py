@@ -25,7 +25,7 @@ from bench.tasks.base import (
     Task,
     as_uint8_batch,
     image_seeds,
-    stream_seed,
+    stream_seeds,
 )
 
 SHAPE = (config.CHANNELS, config.IMAGE_SIZE, config.IMAGE_SIZE)
@@ -74,10 +74,7 @@ class CompressedSensing(Task):
     def measure(self, x255, names, seed=0):
         x = as_uint8_batch(x255, names)
         clean = self.clean(x, names, seed)
-        eta = torch.empty(x.shape[0], self.m, dtype=torch.float32)
-        for i, s in enumerate(image_seeds(names, seed)):
-            g = torch.Generator().manual_seed(stream_seed(s, NOISE_STREAM))
-            eta[i] = torch.randn(self.m, generator=g, dtype=torch.float32)
+        eta = data.seeded_normal(stream_seeds(image_seeds(names, seed), NOISE_STREAM), self.m)
         return (self.A(clean.double()) + self.noise_std * eta.double()).float()
 
     def display(self, y):

@@ -18,7 +18,7 @@ from bench.tasks.base import (
     Task,
     as_uint8_batch,
     image_seeds,
-    stream_seed,
+    stream_seeds,
 )
 
 
@@ -52,10 +52,7 @@ class Denoising(Task):
         """``clip(floor(x255 + fraction·255 n), 0, 255)`` as uint8; n per image, seeded with
         ``image_seed(name, seed)``."""
         x = as_uint8_batch(x255, names)
-        n = torch.empty(x.shape, dtype=torch.float32)
-        for i, s in enumerate(image_seeds(names, seed)):
-            g = torch.Generator().manual_seed(stream_seed(s, NOISE_STREAM))
-            n[i] = torch.randn(x.shape[1:], generator=g, dtype=torch.float32)
+        n = data.seeded_normal(stream_seeds(image_seeds(names, seed), NOISE_STREAM), x.shape[1:])
         std = self.fraction * 255
         y = torch.floor(x.to(torch.float64) + std * n.to(torch.float64))
         return y.clamp(0, 255).to(torch.uint8)

@@ -10,20 +10,17 @@ from collections.abc import Sequence
 
 import torch
 
-from bench import config
+from bench import config, data
 from bench.errors import BenchError
 from bench.plugins import register
-from bench.tasks.base import MASK_STREAM, Task, stream_seed
+from bench.tasks.base import MASK_STREAM, Task, stream_seeds
 
 
 def random_masks(seeds: Sequence[int], keep: float, size: int = config.IMAGE_SIZE):
     """float32 (B, 1, size, size): 1 where a pixel is observed, each with probability `keep`,
     drawn per image from a generator seeded with its seed's mask stream."""
-    out = torch.empty(len(seeds), 1, size, size, dtype=torch.float32)
-    for i, s in enumerate(seeds):
-        g = torch.Generator().manual_seed(stream_seed(s, MASK_STREAM))
-        out[i, 0] = (torch.rand(size, size, generator=g) < keep).float()
-    return out
+    draws = data.seeded_uniform(stream_seeds(list(seeds), MASK_STREAM), (size, size))
+    return (draws < keep).float()[:, None]
 
 
 class RandomInpainting(Task):
