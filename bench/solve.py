@@ -19,10 +19,11 @@ thousands of page faults. Set BENCH_MALLOC_TUNING=0 to leave malloc alone.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -113,6 +114,22 @@ def progress_hook(progress, iters: int):
     raise TypeError(f"progress must be None, True, a callable or a tqdm bar, not {progress!r}")
 
 
+@dataclass
+class LatentProblem:
+    """One batch of images to restore in latent space: its per-image `objective`, initial
+    latent `z0` (B, D), and Adam's learning rate and betas. Several problems share the
+    generator passes of one solve (`solve_latents`): a cell of the runner is one problem."""
+
+    objective: Objective
+    z0: torch.Tensor
+    lr: float
+    betas: tuple[float, float] = config.SOLVER_BETAS
+
+    @property
+    def rows(self) -> int:
+        return int(self.z0.shape[0])
+
+
 def solve_latent(
     flow: torch.nn.Module,
     objective: Objective,
@@ -134,39 +151,84 @@ def solve_latent(
     `autocast` (e.g. torch.bfloat16; None = off) runs the flow passes and the objective under
     ``torch.autocast`` (a speed option for perf measurements, not the protocol): G(z) and its
     log-det are cast back to z's dtype before the objective sees them, the loss is taken in z's
-    dtype, and z and Adam's state stay in z's dtype."""
-    _check_solve_args(z0, iters)
-    if z0.device.type == "cpu":
+    dtype, and z and Adam's state stay in z's dtype.
+
+    It is `solve_latents` with one problem."""
+    problem = LatentProblem(objective, z0, lr, tuple(betas))
+    return solve_latents(flow, [problem], iters, progress, autocast)[0]
+
+
+def solve_latents(
+    flow: torch.nn.Module,
+    problems: Sequence[LatentProblem],
+    iters: int,
+    progress=None,
+    autocast: torch.dtype | None = None,
+) -> list[SolveResult]:
+    """Solve several problems at once (the fused solve): each iteration makes one generator
+    pass over the rows of every problem stacked, then evaluates each problem's objective on its
+    own rows (so a method's extra work, e.g. MAP's second pass through the flow, runs on its rows
+    only) and takes one Adam step per problem (its own learning rate and betas, one parameter
+    group each). Rows are independent (the flow is frozen and treats images independently, the
+    losses are summed, Adam is elementwise), so a problem's rows follow the trajectory they
+    would follow solved alone, up to the rounding of batch-size-dependent kernels.
+
+    Divergence is masked per row, as in `solve_latent`. Returns one SolveResult per problem, in
+    order; its `seconds` is the wall time of the whole solve (split it as you see fit). Raises
+    ValueError for a z0 that is not (B, D), problems of different latent sizes, devices or
+    dtypes, a negative `iters`, or an objective that does not return one loss per row."""
+    problems = list(problems)
+    if not problems:
+        return []
+    for p in problems:
+        _check_solve_args(p.z0, iters)
+    first = problems[0].z0
+    if any(
+        (p.z0.shape[1], p.z0.device, p.z0.dtype) != (first.shape[1], first.device, first.dtype)
+        for p in problems
+    ):
+        raise ValueError("problems solved together need z0 of one latent size, device and dtype")
+    if first.device.type == "cpu":
         keep_freed_memory()
     with _frozen(flow):
         hook, close = progress_hook(progress, iters)
         start = time.perf_counter()
         try:
-            z = z0.detach().clone().requires_grad_(True)
-            evaluate = _evaluator(flow, objective, autocast)
-            opt = torch.optim.Adam([z], lr=lr, betas=tuple(betas))
-            b = z.shape[0]
-            z_keep, x_keep, loss_keep, diverged = _nothing_kept(z0)
-            for t in range(iters):
-                opt.zero_grad(set_to_none=True)
-                x, logdet, loss = evaluate(z)
-                if loss.shape != (b,):
-                    raise ValueError(f"objective must return shape ({b},), got {tuple(loss.shape)}")
-                z_keep, x_keep, loss_keep, diverged = _keep(
-                    z, x, loss, z_keep, x_keep, loss_keep, diverged
-                )
-                torch.where(diverged, torch.zeros_like(loss), loss).sum().backward()
-                # diverged rows get no gradient; a stray non-finite gradient entry of a finite
-                # image is dropped rather than poisoning Adam's moments
-                z.grad.masked_fill_(diverged[:, None] | ~torch.isfinite(z.grad), 0.0)
-                opt.step()
-                hook(t + 1)
-            with torch.no_grad():  # evaluate the final iterate
-                x, logdet, loss = evaluate(z)
-                kept = _keep(z, x, loss, z_keep, x_keep, loss_keep, diverged)
-            return _result(*kept, iters=iters, start=start)
+            kept = _descend(flow, problems, iters, hook, autocast)
+            return _results(problems, kept, iters, start)
         finally:
             close()
+
+
+def _descend(flow, problems: list[LatentProblem], iters: int, hook, autocast):
+    """Adam on every problem's latent from its z0; (z_keep, x_keep, loss_keep, diverged) of the
+    final evaluation, rows stacked in problem order."""
+    zs = [p.z0.detach().clone().requires_grad_(True) for p in problems]
+    bounds = np.cumsum([0] + [p.rows for p in problems]).tolist()
+    slices = [slice(a, b) for a, b in itertools.pairwise(bounds)]
+    evaluate = _evaluator(flow, [p.objective for p in problems], slices, autocast)
+    opt = torch.optim.Adam(
+        [
+            {"params": [z], "lr": p.lr, "betas": tuple(p.betas)}
+            for z, p in zip(zs, problems, strict=True)
+        ]
+    )
+    z0 = torch.cat([p.z0.detach() for p in problems]) if len(zs) > 1 else problems[0].z0
+    z_keep, x_keep, loss_keep, diverged = _nothing_kept(z0)
+    for t in range(iters):
+        opt.zero_grad(set_to_none=True)
+        z, x, logdet, loss = evaluate(zs)
+        z_keep, x_keep, loss_keep, diverged = _keep(z, x, loss, z_keep, x_keep, loss_keep, diverged)
+        torch.where(diverged, torch.zeros_like(loss), loss).sum().backward()
+        # diverged rows get no gradient; a stray non-finite gradient entry of a finite
+        # image is dropped rather than poisoning Adam's moments
+        for zi, s in zip(zs, slices, strict=True):
+            zi.grad.masked_fill_(diverged[s, None] | ~torch.isfinite(zi.grad), 0.0)
+        opt.step()
+        hook(t + 1)
+    with torch.no_grad():  # evaluate the final iterate
+        z, x, logdet, loss = evaluate(zs)
+        return _keep(z, x, loss, z_keep, x_keep, loss_keep, diverged)
 
 
 def _check_solve_args(z0: torch.Tensor, iters: int) -> None:
@@ -193,18 +255,33 @@ def _frozen(flow: torch.nn.Module):
         flow.train(was_training)
 
 
-def _evaluator(flow, objective: Objective, autocast: torch.dtype | None):
-    """evaluate(z) -> (x = G(z), logdet_G, per-image loss), under ``torch.autocast`` when
-    `autocast` is a dtype (G(z), its log-det and the loss are cast back to z's dtype)."""
+def _evaluator(flow, objectives: list[Objective], slices: list[slice], autocast):
+    """evaluate(zs) -> (z, x = G(z), logdet_G, per-row loss) for the latents `zs` of the
+    problems stacked as z: one generator pass, then each objective on its own rows (its latent
+    itself, so its gradient reaches it directly). Under ``torch.autocast`` when `autocast` is
+    a dtype (G(z), its log-det and the loss are cast back to z's dtype). ValueError for an
+    objective that does not return one loss per row."""
 
-    def evaluate(z):
+    def losses(zs, x, logdet):
+        out = []
+        for f, zi, s in zip(objectives, zs, slices, strict=True):
+            loss = f(zi, x[s], logdet[s])
+            if loss.shape != (zi.shape[0],):
+                raise ValueError(
+                    f"objective must return shape ({zi.shape[0]},), got {tuple(loss.shape)}"
+                )
+            out.append(loss)
+        return out[0] if len(out) == 1 else torch.cat(out)
+
+    def evaluate(zs):
+        z = zs[0] if len(zs) == 1 else torch.cat(zs)
         if autocast is None:
             x, logdet = flow.inverse(z)
-            return x, logdet, objective(z, x, logdet)
+            return z, x, logdet, losses(zs, x, logdet)
         with torch.autocast(device_type=z.device.type, dtype=autocast):
             x, logdet = flow.inverse(z)
             x, logdet = x.to(z.dtype), logdet.to(z.dtype)
-            return x, logdet, objective(z, x, logdet).to(z.dtype)
+            return z, x, logdet, losses(zs, x, logdet).to(z.dtype)
 
     return evaluate
 
@@ -220,16 +297,26 @@ def _nothing_kept(z0: torch.Tensor):
     return z_keep, None, loss_keep, diverged
 
 
-def _result(z_keep, x_keep, loss_keep, diverged, iters: int, start: float) -> SolveResult:
-    """The solve's result, its time taken once queued CUDA work has finished."""
+def _results(problems, kept, iters: int, start: float) -> list[SolveResult]:
+    """Each problem's result (its rows of the stacked `kept`), timed once queued CUDA work has
+    finished (every result carries the whole solve's time)."""
+    z_keep, x_keep, loss_keep, diverged = kept
     if z_keep.device.type == "cuda":
         torch.cuda.synchronize(z_keep.device)
     seconds = time.perf_counter() - start
-    return SolveResult(
-        z=z_keep,
-        x=x_keep,
-        loss=loss_keep.cpu().double().numpy(),
-        diverged=diverged.cpu().numpy(),
-        iters=iters,
-        seconds=seconds,
-    )
+    loss, flags = loss_keep.cpu().double().numpy(), diverged.cpu().numpy()
+    out, at = [], 0
+    for p in problems:
+        s = slice(at, at + p.rows)
+        at += p.rows
+        out.append(
+            SolveResult(
+                z=z_keep[s],
+                x=x_keep[s],
+                loss=loss[s],
+                diverged=flags[s],
+                iters=iters,
+                seconds=seconds,
+            )
+        )
+    return out

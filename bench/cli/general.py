@@ -108,6 +108,8 @@ def run_general(o: dict) -> None:
                 log=click.echo,
                 threads=threads,
                 flow_dataset=o["dataset"],
+                fuse=o["fuse"],
+                max_batch=o["max_batch"],
             )  # fmt: skip
         )
     write_general_reports([r.run_dir for r in results], o["out"], o["replace"])

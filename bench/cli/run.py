@@ -73,6 +73,19 @@ MAX_HOURS = 24.0
 )
 @threads_option("the CPUs other processes leave free // jobs, per worker")
 @click.option(
+    "--fuse/--no-fuse",
+    default=True,
+    show_default=True,
+    help="solve the cells of flow methods together, one generator pass per iteration over "
+    "the rows of many cells (--no-fuse: one solve per cell; same rows up to rounding)",
+)
+@click.option(
+    "--max-batch",
+    type=click.IntRange(min=1),
+    default=None,
+    help="rows per fused solve [default: 256 on a CPU; on CUDA what half the free memory holds]",
+)
+@click.option(
     "--backend",
     type=click.Choice(["joblib", "dask"]),
     default="joblib",
@@ -128,6 +141,8 @@ def run(
     device,
     jobs,
     threads,
+    fuse,
+    max_batch,
     backend,
     scheduler,
     select_on,
@@ -206,6 +221,8 @@ def run(
         log=click.echo,
         threads=threads,
         check_run=lambda run_id: P.check(targets, source(run_id), replace),
+        fuse=fuse,
+        max_batch=max_batch,
     )
     path = _write_report(result, targets, source(result.run_id), out, replace)
     _say_done(result, path, out)

@@ -23,7 +23,7 @@ keeps the images independent (see `bench.solve`).
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,7 +32,7 @@ import torch
 from bench import config, data
 from bench.errors import BenchError
 from bench.registry import Registry
-from bench.solve import Objective, solve_latent
+from bench.solve import LatentProblem, Objective, solve_latents
 from bench.tasks import LATENT_STREAM, Task, get_task, stream_seeds
 
 # the standard symbols of the weights the built-in methods use (a method may declare another)
@@ -129,6 +129,7 @@ class Method:
     defect: str | None = None
     ablation: str | None = None
     budget: str | None = None
+    fusable: bool = False
 
     # -- declarations ------------------------------------------------------------------------
     def symbol(self) -> str:
@@ -254,7 +255,19 @@ class FlowMethod(Method):
     def objective(self, flow, task: Task, y: torch.Tensor, weight) -> Objective:
         raise NotImplementedError
 
-    def restore(self, flow, task, y, weight, iters, seeds, device, progress=None, lr=None):
+    @property
+    def fusable(self) -> bool:
+        """Whether the runner may solve its cells together with others' in one latent batch
+        (`bench.solve.solve_latents`): a flow method that restores through `problem`, i.e.
+        that does not override `restore`, in its class or on the instance)."""
+        return getattr(self.restore, "__func__", None) is FlowMethod.restore
+
+    def problem(self, flow, task, y, weight, seeds, device, lr: float | None = None):
+        """The latent problem of one batch (`bench.solve.LatentProblem`): the task bound to
+        the images (`check`), the weight resolved, y (B, ...) cast to the flow's device and
+        dtype, z0 (`initial_latent`), the objective, and Adam's learning rate (`lr` overrides
+        the method's) and betas. The flow is moved to `device` if it is elsewhere. Raises what
+        `check` and `resolve_weight` raise, and BenchError without a flow."""
         y = torch.as_tensor(y)
         task = self.check(task, y, seeds)
         if flow is None:
@@ -268,9 +281,11 @@ class FlowMethod(Method):
         y = y.detach().to(device=device, dtype=dtype)
         z0 = self.initial_latent(seeds, flow.dim, device=device, dtype=dtype)
         objective = self.objective(flow, task, y, weight)
-        res = solve_latent(
-            flow, objective, z0, iters, self.lr if lr is None else lr, self.betas, progress
-        )
+        return LatentProblem(objective, z0, self.lr if lr is None else lr, tuple(self.betas))
+
+    def restore(self, flow, task, y, weight, iters, seeds, device, progress=None, lr=None):
+        problem = self.problem(flow, task, y, weight, seeds, device, lr)
+        res = solve_latents(flow, [problem], iters, progress)[0]
         return Restoration(x=res.x.cpu(), loss=res.loss, diverged=res.diverged, seconds=res.seconds)
 
 
@@ -284,6 +299,39 @@ def l2_fit(task: Task, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return (task.A(x) - y).pow(2).flatten(1).sum(1)
 
 
+def plugin_call(method: Method, task_name: str, fn: Callable, *args, **kwargs):
+    """``fn(*args, **kwargs)``, where a method from a plugin that raises (anything but
+    BenchError) gives a BenchError naming the method, where it came from and the task; a
+    built-in method's own exception propagates (a bug is not a failed cell)."""
+    try:
+        return fn(*args, **kwargs)
+    except BenchError:
+        raise
+    except Exception as e:
+        origin = method_origin(method)
+        if not origin.startswith(("plugin", "entry point")):
+            raise
+        text = str(e).splitlines()[0] if str(e) else ""
+        raise BenchError(
+            f"method {method.name} ({origin}) failed on {task_name}: "
+            f"{type(e).__name__}: {text} (fix the plugin)"
+        ) from None
+
+
+def method_origin(method: Method) -> str:
+    """Where a method was registered: its plugin or entry point, else its module."""
+    return METHODS.origin(method.name) or type(method).__module__
+
+
+def guarded_objective(method: Method, task_name: str, objective: Objective) -> Objective:
+    """`objective` whose failures are reported as `plugin_call` reports them."""
+
+    def f(z, x, logdet_g):
+        return plugin_call(method, task_name, objective, z, x, logdet_g)
+
+    return f
+
+
 def restore_checked(
     method: Method, flow, task, y, weight, iters: int, seeds, device, progress=None
 ) -> Restoration:
@@ -293,20 +341,20 @@ def restore_checked(
     the contract, gives a BenchError naming the method, where it came from and the task; a
     built-in method's own exception propagates (a bug is not a failed cell)."""
     task = get_task(task)
-    origin = METHODS.origin(method.name) or type(method).__module__
-    plugin = origin.startswith(("plugin", "entry point"))
-    where = f"method {method.name} ({origin})"
-    try:
-        res = method.restore(flow, task, y, weight, iters, seeds, device, progress=progress)
-    except BenchError:
-        raise
-    except Exception as e:
-        if not plugin:
-            raise
-        text = str(e).splitlines()[0] if str(e) else ""
-        raise BenchError(
-            f"{where} failed on {task.name}: {type(e).__name__}: {text} (fix the plugin)"
-        ) from None
+    where = f"method {method.name} ({method_origin(method)})"
+    res = plugin_call(
+        method,
+        task.name,
+        method.restore,
+        flow,
+        task,
+        y,
+        weight,
+        iters,
+        seeds,
+        device,
+        progress=progress,
+    )
     want = (len(seeds), config.CHANNELS, config.IMAGE_SIZE, config.IMAGE_SIZE)
     x = getattr(res, "x", None)
     if not isinstance(x, torch.Tensor) or tuple(x.shape) != want:

@@ -40,10 +40,17 @@ class Executor:
     backend: str
     client: Any
     progress: bool
+    fuse: bool = False  # the fused solve (`bench.runner.fused`); False: one solve per cell
+    max_batch: int | None = None  # rows per fused chunk (None: `fused.default_max_batch`)
 
     def run(self, cells: list[Cell], store: Callable[[Cell, dict], None], bar) -> None:
         """Compute `cells` and hand each result to `store` as soon as it finishes."""
         if not cells:
+            return
+        if self.fuse:
+            from bench.runner.fused import run_fused
+
+            run_fused(self, cells, store, bar)
             return
         stages, ctx, threads = self.stages, self.ctx, self.threads
         if self.backend == "dask":

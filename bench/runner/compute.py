@@ -25,7 +25,7 @@ def flow_payload(flow, fingerprint: str) -> dict:
     return {"fingerprint": fingerprint, "config": dict(flow.arch_config), "state": state}
 
 
-def _flow_from(source, device: str):
+def flow_from(source, device: str):
     """The flow itself (in-process), or a cached rebuild of a payload (workers)."""
     if not isinstance(source, dict):
         return source
@@ -61,7 +61,7 @@ class CellContext:
 
 
 @contextlib.contextmanager
-def _torch_threads(threads: int | None) -> Iterator[None]:
+def torch_threads(threads: int | None) -> Iterator[None]:
     """Run the body with `threads` torch threads (None: a Dask worker's share of its cores,
     elsewhere as they are), then restore the number there was."""
     import torch
@@ -78,6 +78,41 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
             torch.set_num_threads(previous_threads)
 
 
+@dataclass
+class CellInputs:
+    """What restoring one cell starts from: its method and task (registry objects), the clean
+    uint8 images (B, 3, H, W), their names, the measurement y (model space, CPU) and one base
+    seed per image (`tasks.image_seeds`)."""
+
+    method: Any
+    task: Any
+    x255: Any
+    names: list[str]
+    y: Any
+    image_seeds: list[int]
+
+
+def cell_inputs(cell: Cell, images: np.ndarray, names: Sequence[str], ctx: CellContext, y=None):
+    """The inputs of one cell (`CellInputs`); `y`: its measurement when already made (the
+    fused path measures each task's images once per stage)."""
+    import torch
+
+    from bench import methods as M
+    from bench import plugins
+    from bench import tasks as T
+
+    plugins.load(ctx.plugins)
+    method = M.get_method(cell.method)
+    task = T.get_task(cell.task)
+    x255 = torch.from_numpy(np.ascontiguousarray(images))
+    names = list(names)
+    if y is None:
+        y = task.measure(x255, names, seed=ctx.seed)
+    # one base seed per image (tasks.image_seeds): the measurement noise, dequantization and
+    # the solvers' z0 use distinct streams of it (see bench.tasks)
+    return CellInputs(method, task, x255, names, y, T.image_seeds(names, ctx.seed))
+
+
 def compute_cell(
     cell: Cell,
     images: np.ndarray,
@@ -92,34 +127,36 @@ def compute_cell(
     A diverging solve (NaN or inf in the loss or the image) gives rows with diverged=True and
     NaN metrics; it does not raise because of it (other errors propagate: a bug is not a
     failed cell)."""
-    import torch
-
-    from bench import methods as M
-    from bench import plugins
-    from bench import tasks as T
-
-    plugins.load(ctx.plugins)
-    with _torch_threads(threads):
-        method = M.get_method(cell.method)
-        task = T.get_task(cell.task)
-        x255 = torch.from_numpy(np.ascontiguousarray(images))
-        names = list(names)
-        y = task.measure(x255, names, seed=ctx.seed)
-        flow = _flow_from(flow_source, ctx.device) if method.needs_flow else None
-        # one base seed per image (tasks.image_seeds): the measurement noise, dequantization and
-        # the solvers' z0 use distinct streams of it (see bench.tasks)
-        image_seeds = T.image_seeds(names, ctx.seed)
+    with torch_threads(threads):
+        inp = cell_inputs(cell, images, names, ctx)
+        method = inp.method
+        flow = flow_from(flow_source, ctx.device) if method.needs_flow else None
         t0 = time.perf_counter()
         res = restore_checked(
-            method, flow, task, y, cell.weight, ctx.iters, image_seeds, ctx.device, progress
+            method,
+            flow,
+            inp.task,
+            inp.y,
+            cell.weight,
+            ctx.iters,
+            inp.image_seeds,
+            ctx.device,
+            progress,
         )
         seconds = float(getattr(res, "seconds", None) or (time.perf_counter() - t0))
-        x, loss, diverged = _outcome(res, len(names))
-        restored, scores = _score(x, diverged, x255)
-        iters = int(getattr(res, "iters", ctx.iters) or ctx.iters) if method.needs_flow else 0
-        per_image = {**scores, "loss": loss, "diverged": diverged, "image_seed": image_seeds}
-        rows = _rows(cell, ctx, method.weight_name, names, per_image, iters, seconds)
-        return {"rows": rows, "restored": restored.numpy()}
+        return cell_output(cell, ctx, inp, res, seconds)
+
+
+def cell_output(cell: Cell, ctx: CellContext, inp: CellInputs, res, seconds: float) -> dict:
+    """{'rows', 'restored'} of a cell from its restoration `res` (x, loss, diverged per image)
+    and the `seconds` it took: the restored uint8 images and one scored row per image."""
+    x, loss, diverged = _outcome(res, len(inp.names))
+    restored, scores = _score(x, diverged, inp.x255)
+    method = inp.method
+    iters = int(getattr(res, "iters", ctx.iters) or ctx.iters) if method.needs_flow else 0
+    per_image = {**scores, "loss": loss, "diverged": diverged, "image_seed": inp.image_seeds}
+    rows = _rows(cell, ctx, method.weight_name, inp.names, per_image, iters, seconds)
+    return {"rows": rows, "restored": restored.numpy()}
 
 
 def _outcome(res, n: int):

@@ -96,6 +96,8 @@ def run_table1(
     threads: int | None = None,
     check_run: Callable[[str], None] | None = None,
     flow_dataset: str | None = None,
+    fuse: bool = True,
+    max_batch: int | None = None,
 ) -> RunResult:
     """Run (or resume) Table 1 with a trained `flow` and store one row per image and cell.
 
@@ -113,13 +115,21 @@ def run_table1(
 
     `dataset` is where the images come from; `flow_dataset` (default: the same) is what the
     flow was trained on: a flow restoring images it never saw (PROTOCOL §9's out-of-distribution
-    set) is a run of its own, and its manifest states both."""
+    set) is a run of its own, and its manifest states both.
+
+    `fuse` (default) solves the cells of flow methods together, `max_batch` rows per chunk
+    (`bench.runner.fused`; None: `fused.default_max_batch`); ``fuse=False`` solves each cell
+    alone. Both store the same cells and rows (equal up to batch-size rounding)."""
     from bench import tasks as T
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     started = time.perf_counter()
     plan = plan_table1(preset, methods, tasks, select_on, weights)
     threads = _check_execution(backend, jobs, scheduler, threads)
+    if max_batch is not None and (
+        isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
+    ):
+        raise BenchError(f"--max-batch must be a positive integer, not {max_batch!r}")
     client = connect_dask(scheduler) if backend == "dask" else None
     lock: Path | None = None
     try:
@@ -131,13 +141,16 @@ def run_table1(
             check_run(run_dir.name)
         lock = acquire_run_lock(run_dir)
         execution = {"backend": backend, "jobs": jobs, "threads": threads, "scheduler": scheduler}
+        execution.update(fuse=bool(fuse), max_batch=max_batch)
         before = _record_start(
             run_dir, key, plan, meta, test, select_set, device, command, flow, execution, force
         )
         write_inputs(run_dir, test, plan.tasks, seed, force, T)
         ctx = _cell_context(run_dir, dataset, preset, fingerprint, device, seed)
         stages, payload_fn = _stages(test, select_set), _payload_once(flow, fingerprint)
-        executor = Executor(stages, flow, payload_fn, ctx, jobs, threads, backend, client, progress)
+        executor = Executor(
+            stages, flow, payload_fn, ctx, jobs, threads, backend, client, progress, fuse, max_batch
+        )
         ledger = RunLedger(run_dir, plan, force, started, before)
         _run_waves(plan, ledger, executor, log)
         return ledger.result()
