@@ -1,7 +1,8 @@
 """Every number of the protocol (docs/PROTOCOL.md) in one place, and the named presets.
 
 Presets change only size knobs (hidden width, epochs, training images, test images,
-iterations, weight grid); everything else is the paper's protocol and is shared by all presets.
+iterations, weight grid, and for `gpu` the training batch); everything else is the paper's
+protocol and is shared by all presets.
 """
 
 from __future__ import annotations
@@ -127,13 +128,23 @@ class Preset:
     alpha_grid: tuple[float, ...] = ALPHA_GRID
     extra: dict = field(default_factory=dict)
     grids: dict = field(default_factory=dict)
+    # images per training batch; None: the paper's TRAIN_BATCH (see `batch_size`)
+    train_batch: int | None = None
+
+    @property
+    def batch_size(self) -> int:
+        """The training batch of this preset: its own `train_batch`, else the paper's 32."""
+        return self.train_batch or TRAIN_BATCH
 
     def to_dict(self) -> dict:
-        """The preset as stored in runs and checkpoints (an empty `grids` is left out, so a
-        preset without overrides keeps the identity it had before overrides existed)."""
+        """The preset as stored in runs and checkpoints (an empty `grids` and a None
+        `train_batch` are left out, so a preset without them keeps the identity it had before
+        they existed: no run id or checkpoint identity changes)."""
         d = asdict(self)
         if not d["grids"]:
             del d["grids"]
+        if d["train_batch"] is None:
+            del d["train_batch"]
         return d
 
     def with_(self, **kw) -> Preset:
@@ -172,6 +183,30 @@ PRESETS: dict[str, Preset] = {
         select_images=4,
         gamma_grid=(0.0, 0.01, 0.1),
         alpha_grid=(0.002, 0.02),
+    ),
+    # one H200-class GPU, the whole pipeline in about 10 minutes (scripts/gpu_table.sh); not
+    # yet run on a GPU. The paper's flow (width 512), solver (1500 iterations) and grids; the
+    # paper's 192 test images; weights chosen on 32 valid images. Training at batch 512 (the
+    # paper's 32 would leave the GPU mostly idle) with the paper's Adam lr 1e-4 unchanged (not
+    # scaled with the batch). Sizing: a training step of the width-512 coupling flow costs
+    # ~0.9 GFLOP forward, ~2.7 GFLOP forward+backward per image; at an assumed 5,000-10,000
+    # images/s at batch 512 on one H200, an epoch of the development copy's 15,000 training
+    # images (29 full batches: 14,848 images) takes 1.5-3.0 s, plus ~0.4-1 s to save the
+    # checkpoint (~390 MB with Adam's state) and validate: 64 epochs (950,272 images, 1,856
+    # steps) take 2-4.2 min, plus ~30 s to start and load the images: 2.5-4.7 min, inside
+    # the script's 300 s. With the full CelebA (162,770 training images) an epoch is ~11x
+    # longer: lower `epochs` or set `train_images` here to stay in budget (`bench train
+    # --epochs` alone would not do: `bench run` finishes the preset's epochs first).
+    "gpu": Preset(
+        name="gpu",
+        hidden=HIDDEN,
+        epochs=64,
+        train_images=None,
+        valid_images=512,
+        test_images=EVAL_IMAGES,
+        iters=SOLVER_ITERS,
+        select_images=32,
+        train_batch=512,
     ),
 }
 # `bench run --table general` (PROTOCOL §9): the preset's flow (same name, width, epochs, training

@@ -173,13 +173,19 @@ def solve_latents(
     losses are summed, Adam is elementwise), so a problem's rows follow the trajectory they
     would follow solved alone, up to the rounding of batch-size-dependent kernels.
 
-    Divergence is masked per row, as in `solve_latent`. Returns one SolveResult per problem, in
-    order; its `seconds` is the wall time of the whole solve (split it as you see fit). Raises
-    ValueError for a z0 that is not (B, D), problems of different latent sizes, devices or
-    dtypes, a negative `iters`, or an objective that does not return one loss per row."""
+    `autocast` None takes the dtype of an enclosing `bench.precision.precision` block (none:
+    float32). Divergence is masked per row, as in `solve_latent`. Returns one SolveResult per
+    problem, in order; its `seconds` is the wall time of the whole solve (split it as you see
+    fit). Raises ValueError for a z0 that is not (B, D), problems of different latent sizes,
+    devices or dtypes, a negative `iters`, or an objective that does not return one loss per
+    row."""
     problems = list(problems)
     if not problems:
         return []
+    if autocast is None:  # the precision of the block it runs in (`bench.precision`)
+        from bench.precision import AUTOCAST
+
+        autocast = AUTOCAST.get()
     for p in problems:
         _check_solve_args(p.z0, iters)
     first = problems[0].z0

@@ -108,13 +108,13 @@ def train(
 ) -> TrainResult:
     """Train (or resume training) the preset's flow and save it atomically to `checkpoint`.
 
-    Paper settings (PROTOCOL §2): Adam lr 1e-4, betas (0.5, 0.999), batch 32, mean NLL of the
-    dequantized data. A checkpoint is written every epoch, every SAVE_EVERY_S seconds and on
-    Ctrl-C; rerunning the same command resumes from it, and any setting that changes the
-    trained model (see `resume_mismatches`) must match the checkpoint's; only the number of
-    epochs may grow. The per-epoch history is also written beside the checkpoint
-    (`<name>.history.csv`). The checkpoint is locked while training (`bench.locks`): a second
-    live writer is refused.
+    Paper settings (PROTOCOL §2): Adam lr 1e-4, betas (0.5, 0.999), batch 32 (a preset's own
+    `train_batch` when it sets one: `gpu`), mean NLL of the dequantized data. A checkpoint is
+    written every epoch, every SAVE_EVERY_S seconds and on Ctrl-C; rerunning the same command
+    resumes from it, and any setting that changes the trained model (see `resume_mismatches`)
+    must match the checkpoint's; only the number of epochs may grow. The per-epoch history is
+    also written beside the checkpoint (`<name>.history.csv`). The checkpoint is locked while
+    training (`bench.locks`): a second live writer is refused.
 
     A non-finite loss, gradient, weight or validation score stops training with
     `TrainingDiverged` (one line naming the epoch and batch); nothing non-finite is ever
@@ -182,7 +182,7 @@ def _train_locked(
         if finished is not None:
             return finished
 
-    check_enough_images(len(train_set.images))
+    check_enough_images(len(train_set.images), preset.batch_size)
     if before_training is not None:
         before_training()
     training.initialize()
@@ -243,7 +243,7 @@ def check_training_data(
         dataset, "train", data_root, limit=preset.train_images, progress=progress
     )
     load_images(dataset, "valid", data_root, limit=preset.valid_images, progress=progress)
-    check_enough_images(len(train_set))
+    check_enough_images(len(train_set), preset.batch_size)
     if checkpoint is not None and not Path(checkpoint).exists():
         wanted = training_identity(preset, dataset, "coupling", 0, train_set, None)
         source = training_source(wanted, f"coupling flow, width {preset.hidden}")

@@ -100,7 +100,7 @@ def training_identity(preset, dataset, arch, seed, train_set, batches_per_epoch)
         "architecture (--arch)": arch,
         "training images (--preset)": preset.train_images,
         "validation images (--preset)": preset.valid_images,
-        "batch size": config.TRAIN_BATCH,
+        "batch size": preset.batch_size,
         "learning rate": config.TRAIN_LR,
         "Adam betas": list(config.TRAIN_BETAS),
         "dataset (--dataset)": dataset,

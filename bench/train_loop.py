@@ -54,10 +54,11 @@ def _grad_norm(params) -> torch.Tensor:
     return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
 
 
-def check_enough_images(n: int) -> None:
-    """CheckpointError unless there are `n` >= one batch of training images."""
-    if n < config.TRAIN_BATCH:
-        raise CheckpointError(f"only {n} training images: need at least {config.TRAIN_BATCH}")
+def check_enough_images(n: int, batch: int = config.TRAIN_BATCH) -> None:
+    """CheckpointError unless there are `n` >= one training batch (`batch`: the preset's
+    `Preset.batch_size`) of training images."""
+    if n < batch:
+        raise CheckpointError(f"only {n} training images: need at least {batch}")
 
 
 @dataclass
@@ -85,7 +86,7 @@ class Training:
     def n_batches(self) -> int:
         """Batches per epoch: full batches of the training images, at most
         `batches_per_epoch`."""
-        n = len(self.train_set.images) // config.TRAIN_BATCH
+        n = len(self.train_set.images) // self.preset.batch_size
         return n if self.batches_per_epoch is None else min(n, self.batches_per_epoch)
 
     def checkpoint(self, model: dict, optim: dict, complete: bool) -> dict:
@@ -106,7 +107,7 @@ class Training:
             "valid_images": len(self.valid_set),
             "seed": self.seed,
             "batches_per_epoch": self.batches_per_epoch,
-            "batch_size": config.TRAIN_BATCH,
+            "batch_size": self.preset.batch_size,
             "lr": config.TRAIN_LR,
             "betas": list(config.TRAIN_BETAS),
             "fingerprint": model_fingerprint(self.flow),
@@ -145,7 +146,7 @@ class Training:
         if self.epoch == 0 and self.step == 0:
             x_all = self.train_set.images
             g = torch.Generator().manual_seed(self.seed)
-            first = _batches(len(x_all), config.TRAIN_BATCH, 0, self.seed)[0]
+            first = _batches(len(x_all), self.preset.batch_size, 0, self.seed)[0]
             self.flow.initialize(to_model(x_all[first], generator=g).to(self.device))
 
     def run(self, progress: bool, log) -> None:
@@ -175,10 +176,11 @@ class Training:
         x_all = self.train_set.images
         n_batches = self.n_batches()
         self.flow.train()
-        batches = _batches(len(x_all), config.TRAIN_BATCH, self.epoch, self.seed)
+        batch = self.preset.batch_size  # the paper's 32 unless the preset sets its own
+        batches = _batches(len(x_all), batch, self.epoch, self.seed)
         g = torch.Generator().manual_seed(self.seed * 7919 + self.epoch)
         for _ in range(self.step):  # keep the dequantization stream aligned on resume
-            torch.rand((config.TRAIN_BATCH, *x_all.shape[1:]), generator=g)
+            torch.rand((batch, *x_all.shape[1:]), generator=g)
         bar = progress_bar(
             total=n_batches,
             progress=progress,

@@ -110,6 +110,7 @@ def run_general(o: dict) -> None:
                 flow_dataset=o["dataset"],
                 fuse=o["fuse"],
                 max_batch=o["max_batch"],
+                precision=o["precision"],
             )  # fmt: skip
         )
     write_general_reports([r.run_dir for r in results], o["out"], o["replace"])

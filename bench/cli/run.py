@@ -86,6 +86,14 @@ MAX_HOURS = 24.0
     help="rows per fused solve [default: 256 on a CPU; on CUDA what half the free memory holds]",
 )
 @click.option(
+    "--precision",
+    type=click.Choice(["fp32", "tf32", "bf16"]),
+    default="fp32",
+    show_default=True,
+    help="the solves' arithmetic: float32 (the protocol), TF32 on CUDA, or bfloat16 autocast; "
+    "not fp32, a run of its own (its id includes it)",
+)
+@click.option(
     "--backend",
     type=click.Choice(["joblib", "dask"]),
     default="joblib",
@@ -143,6 +151,7 @@ def run(
     threads,
     fuse,
     max_batch,
+    precision,
     backend,
     scheduler,
     select_on,
@@ -223,6 +232,7 @@ def run(
         check_run=lambda run_id: P.check(targets, source(run_id), replace),
         fuse=fuse,
         max_batch=max_batch,
+        precision=precision,
     )
     path = _write_report(result, targets, source(result.run_id), out, replace)
     _say_done(result, path, out)

@@ -76,8 +76,8 @@ def train(
     progress,
     replace,
 ) -> None:
-    """Train the paper's flow (Adam 1e-4, betas (0.5, 0.999), batch 32) with a preset's
-    sizes; resumes from its checkpoint when rerun."""
+    """Train the paper's flow (Adam 1e-4, betas (0.5, 0.999), batch 32; the gpu preset's
+    batch is 512) with a preset's sizes; resumes from its checkpoint when rerun."""
     from bench.config import get_preset
     from bench.train import train as run_train
 

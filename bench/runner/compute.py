@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from bench.methods.base import restore_checked
+from bench.precision import precision
 from bench.runner.plan import Cell
 from bench.runner.workers import dask_worker_threads, in_dask_worker
 
@@ -58,6 +59,7 @@ class CellContext:
     # plugins a worker loads before it looks up the cell's method and task
     # (`bench.plugins.loaded_specs`; built-ins and entry points load by themselves)
     plugins: tuple[str, ...] = ()
+    precision: str = "fp32"  # `bench.precision`: fp32, tf32 (CUDA), bf16 autocast
 
 
 @contextlib.contextmanager
@@ -132,17 +134,18 @@ def compute_cell(
         method = inp.method
         flow = flow_from(flow_source, ctx.device) if method.needs_flow else None
         t0 = time.perf_counter()
-        res = restore_checked(
-            method,
-            flow,
-            inp.task,
-            inp.y,
-            cell.weight,
-            ctx.iters,
-            inp.image_seeds,
-            ctx.device,
-            progress,
-        )
+        with precision(ctx.precision, ctx.device):
+            res = restore_checked(
+                method,
+                flow,
+                inp.task,
+                inp.y,
+                cell.weight,
+                ctx.iters,
+                inp.image_seeds,
+                ctx.device,
+                progress,
+            )
         seconds = float(getattr(res, "seconds", None) or (time.perf_counter() - t0))
         return cell_output(cell, ctx, inp, res, seconds)
 

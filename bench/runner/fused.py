@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bench.precision import precision
 from bench.runner.compute import (
     CellContext,
     CellInputs,
@@ -196,7 +197,8 @@ class FusedSolver:
             )
             problem.objective = guarded_objective(method, task.name, problem.objective)
             problems.append(problem)
-        results = solve_latents(flow, problems, self.ctx.iters, progress=lambda t: tick())
+        with precision(self.ctx.precision, self.ctx.device):
+            results = solve_latents(flow, problems, self.ctx.iters, progress=lambda t: tick())
         passes = sum(seg.rows * p.cost for seg, p in chunk)
         for (seg, p), res in zip(chunk, results, strict=True):
             p.parts[seg.start] = (res.x.cpu(), res.loss, res.diverged)
@@ -265,7 +267,9 @@ class Background:
     def __init__(self, cells: list[Cell], stages, flow_source, ctx: CellContext):
         from joblib.externals.loky import ProcessPoolExecutor
 
-        self.executor = ProcessPoolExecutor(max_workers=1)
+        one = "1"  # numpy's BLAS and OpenMP too: the solve keeps the other threads
+        env = {k: one for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")}
+        self.executor = ProcessPoolExecutor(max_workers=1, env=env)
         self.futures = [
             self.executor.submit(compute_unit, [c], stages, flow_source, ctx, 1, 1) for c in cells
         ]

@@ -30,14 +30,18 @@ def run_key(
     seed: int,
     device,
     flow_dataset: str | None = None,
+    precision: str = "fp32",
 ):
     """Everything that determines a run's numbers (its id is a hash of it): the plan's preset
     and selection, the images (`stage_images`), the model fingerprint, the seed and the
     device type; and the flow's training dataset when it is not the images' (an
-    out-of-distribution run, PROTOCOL §9; left out otherwise, so earlier runs keep their ids)."""
+    out-of-distribution run, PROTOCOL §9; left out otherwise, so earlier runs keep their ids);
+    and the solves' precision when it is not float32 (`bench.precision`)."""
     import torch
 
     other = {"flow_dataset": flow_dataset} if flow_dataset and flow_dataset != dataset else {}
+    if precision != "fp32":
+        other["precision"] = precision
     return {
         **other,
         "format": RUN_FORMAT,

@@ -12,6 +12,7 @@ from pathlib import Path
 from bench import machine, plugins
 from bench.config import Preset
 from bench.errors import BenchError
+from bench.precision import check_precision
 from bench.runner.backends import BACKENDS, Executor, Stage, connect_dask
 from bench.runner.compute import CellContext, flow_payload
 from bench.runner.layout import MANIFEST, NO_FLOW
@@ -98,6 +99,7 @@ def run_table1(
     flow_dataset: str | None = None,
     fuse: bool = True,
     max_batch: int | None = None,
+    precision: str = "fp32",
 ) -> RunResult:
     """Run (or resume) Table 1 with a trained `flow` and store one row per image and cell.
 
@@ -119,13 +121,16 @@ def run_table1(
 
     `fuse` (default) solves the cells of flow methods together, `max_batch` rows per chunk
     (`bench.runner.fused`; None: `fused.default_max_batch`); ``fuse=False`` solves each cell
-    alone. Both store the same cells and rows (equal up to batch-size rounding)."""
+    alone. Both store the same cells and rows (equal up to batch-size rounding). `precision`
+    (`bench.precision`: fp32, tf32, bf16) is the solves' arithmetic; not fp32, it is part of the
+    run's id."""
     from bench import tasks as T
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     started = time.perf_counter()
     plan = plan_table1(preset, methods, tasks, select_on, weights)
     threads = _check_execution(backend, jobs, scheduler, threads)
+    check_precision(precision)
     if max_batch is not None and (
         isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
     ):
@@ -135,7 +140,9 @@ def run_table1(
     try:
         flow, meta, fingerprint = _ready_flow(flow, flow_meta, device)
         test, select_set = stage_images(dataset, data_root, preset, select_on, weights, progress)
-        key = run_key(plan, dataset, test, select_set, fingerprint, seed, device, flow_dataset)
+        key = run_key(
+            plan, dataset, test, select_set, fingerprint, seed, device, flow_dataset, precision
+        )
         run_dir = run_dir_of(results_dir, key)
         if check_run is not None:
             check_run(run_dir.name)
@@ -146,7 +153,7 @@ def run_table1(
             run_dir, key, plan, meta, test, select_set, device, command, flow, execution, force
         )
         write_inputs(run_dir, test, plan.tasks, seed, force, T)
-        ctx = _cell_context(run_dir, dataset, preset, fingerprint, device, seed)
+        ctx = _cell_context(run_dir, dataset, preset, fingerprint, device, seed, precision)
         stages, payload_fn = _stages(test, select_set), _payload_once(flow, fingerprint)
         executor = Executor(
             stages, flow, payload_fn, ctx, jobs, threads, backend, client, progress, fuse, max_batch
@@ -223,7 +230,9 @@ def _record_start(
     return before
 
 
-def _cell_context(run_dir: Path, dataset: str, preset: Preset, fingerprint: str, device, seed):
+def _cell_context(
+    run_dir: Path, dataset: str, preset: Preset, fingerprint: str, device, seed, precision
+):
     """What every cell of the run shares (`CellContext`), as workers get it."""
     return CellContext(
         run_id=run_dir.name,
@@ -234,6 +243,7 @@ def _cell_context(run_dir: Path, dataset: str, preset: Preset, fingerprint: str,
         seed=int(seed),
         iters=int(preset.iters),
         plugins=tuple(plugins.loaded_specs()),
+        precision=precision,
     )
 
 
