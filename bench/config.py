@@ -197,6 +197,9 @@ PRESETS: dict[str, Preset] = {
     # the script's 300 s. With the full CelebA (162,770 training images) an epoch is ~11x
     # longer: lower `epochs` or set `train_images` here to stay in budget (`bench train
     # --epochs` alone would not do: `bench run` finishes the preset's epochs first).
+    # Table 1 at these sizes is ~4,540 solves x 1500 iterations = 6.8M solver row-iterations
+    # (~2/3 of a training step's cost each): ~8-15 min at the same rate, more than the
+    # script gives it; it stops partway and a rerun resumes (scripts/gpu_table.sh's header).
     "gpu": Preset(
         name="gpu",
         hidden=HIDDEN,

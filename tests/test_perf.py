@@ -158,7 +158,7 @@ def test_cached_weights_follow_parameter_updates_and_inference_mode():
 
 
 # ---- the benchmark ---------------------------------------------------------------------------
-TINY = perf.PerfPreset("tiny", 4, (2, 3), 2, 2, 1, 32, 2, 2)
+TINY = perf.PerfPreset("tiny", 4, (2, 3), 2, 2, 1, 32, 2, 2, "smoke", 1, 1)
 
 
 def test_perf_run_writes_csv_and_markdown(tmp_path):
@@ -167,6 +167,13 @@ def test_perf_run_writes_csv_and_markdown(tmp_path):
     df = pd.read_csv(csv)
     figures = set(df["figure"])
     assert {"matmul", "solver", "generation", "training", "bf16_accuracy"} <= figures
+    tp = df[df["figure"] == "table1_throughput"].set_index("mode")
+    assert list(tp.index) == ["per cell", "fused"]
+    # the same work both ways: every latent row of the smoke preset's Table 1, one iteration
+    assert tp["rows"].nunique() == 1 and tp["iters"].tolist() == [1, 1]
+    assert tp.loc["per cell", "solves"] > tp.loc["fused", "solves"] >= 1
+    ratio = tp.loc["fused", "images_per_s"] / tp.loc["per cell", "images_per_s"]
+    assert tp.loc["fused", "fused_ratio"] == pytest.approx(ratio)
     assert set(df.loc[df["figure"] == "generation", "arch"]) == {"coupling", "glow"}
     assert sorted(df.loc[(df["figure"] == "solver") & (df["mode"] == "fp32"), "batch"]) == [2, 3]
     timed = df[df["figure"].isin(["solver", "generation", "training"])]
@@ -184,6 +191,8 @@ def test_perf_run_writes_csv_and_markdown(tmp_path):
         "How FLOPs are counted",
         "bench perf -x",
         "bfloat16",
+        "Table 1 throughput",
+        "the per-cell throughput",
     ):
         assert words in text
 

@@ -50,7 +50,7 @@ def run_general(o: dict) -> None:
     from bench import provenance as P
     from bench.cli.options import resolve_device
     from bench.cli.output import command_line
-    from bench.cli.run_checks import say_estimate
+    from bench.cli.run_checks import fused_rows, say_estimate
     from bench.cli.threads import resolve_threads
 
     p = config.general_preset(o["preset"])
@@ -72,7 +72,9 @@ def run_general(o: dict) -> None:
     threads = resolve_threads(o["threads"], o["jobs"]) if o["backend"] == "joblib" else None
     for part, inputs in zip(parts, checked, strict=True):
         click.echo(f"[{part.name}: images from {part.dataset}, flow trained on {o['dataset']}]")
-        say_estimate(inputs, part.dataset, dev, o["jobs"], threads, o["max_hours"], "General table")
+        fused = fused_rows(o["fuse"], o["max_batch"], dev, inputs)
+        title = "General table"
+        say_estimate(inputs, part.dataset, dev, o["jobs"], threads, o["max_hours"], title, fused)
     flow, meta = None, {}
     if any(i.needs_flow for i in checked):
         from bench import train

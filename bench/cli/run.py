@@ -22,7 +22,7 @@ from bench.cli.options import (
     seed_option,
 )
 from bench.cli.output import command_line
-from bench.cli.run_checks import check_inputs, say_estimate
+from bench.cli.run_checks import check_inputs, fused_rows, say_estimate
 from bench.cli.stores import lock_reports
 from bench.cli.threads import resolve_threads, threads_option
 
@@ -201,7 +201,8 @@ def run(
     )
     if inputs.run_id is not None:  # the run is known (its flow is trained): refuse it now
         P.check(targets, source(inputs.run_id), replace)
-    threads = _threads_and_estimate(inputs, dataset, dev, backend, jobs, threads, max_hours)
+    fused = fused_rows(fuse, max_batch, dev, inputs)
+    threads = _threads_and_estimate(inputs, dataset, dev, backend, jobs, threads, max_hours, fused)
 
     flow, meta = (None, {})  # no chosen method needs a flow: none is trained or loaded
     if inputs.needs_flow:
@@ -255,13 +256,14 @@ def _check_execution(checkpoint, backend: str, scheduler) -> None:
         runner.connect_dask(scheduler).close()
 
 
-def _threads_and_estimate(inputs, dataset, dev, backend, jobs, threads, max_hours):
+def _threads_and_estimate(inputs, dataset, dev, backend, jobs, threads, max_hours, fused_batch):
     """--threads as a count for local workers (auto resolved now: after every refusal, before
     the work, so that the estimate and the workers use the same count; None on Dask), then
     the estimate (`say_estimate`, which refuses one over `max_hours`); returns the count."""
     if backend == "joblib":
         threads = resolve_threads(threads, jobs)
-    say_estimate(inputs, dataset, dev, jobs if backend == "joblib" else 1, threads, max_hours)
+    workers = jobs if backend == "joblib" else 1
+    say_estimate(inputs, dataset, dev, workers, threads, max_hours, fused_batch=fused_batch)
     return threads
 
 

@@ -83,9 +83,12 @@ def needs_flow(plan) -> bool:
     return any(get_method(c.method).needs_flow for c in plan.grid_cells + plan.fixed_cells)
 
 
-def say_estimate(inputs, dataset, dev, jobs, threads, max_hours, title="Table 1") -> None:
+def say_estimate(
+    inputs, dataset, dev, jobs, threads, max_hours, title="Table 1", fused_batch=None
+) -> None:
     """The plan, where its cells stand and the estimated time of those still to compute
-    (none: no estimate); an estimate over `max_hours` is refused (BenchError)."""
+    (none: no estimate); an estimate over `max_hours` is refused (BenchError). `fused_batch`:
+    the rows of a fused solve (None: one solve per cell), `fused_rows` tells it."""
     from bench import runner
     from bench.errors import BenchError
 
@@ -108,6 +111,7 @@ def say_estimate(inputs, dataset, dev, jobs, threads, max_hours, title="Table 1"
         threads=threads,
         flow_config=inputs.flow_config,
         cells=status.todo,
+        fused_batch=fused_batch,
     )
     took = f"{runner.format_duration(est)} on {dev}"
     if est > max_hours * 3600:
@@ -121,6 +125,17 @@ def say_estimate(inputs, dataset, dev, jobs, threads, max_hours, title="Table 1"
     cfg = inputs.flow_config or {"arch": inputs.arch, "hidden": p.hidden}
     basis = estimate_basis(plan, status.todo, cfg, inputs.source)
     click.echo(f"{status.describe()}; estimated time: {took}{inputs.extra} (from {basis})")
+
+
+def fused_rows(fuse: bool, max_batch, dev, inputs) -> int | None:
+    """The rows of one fused solve of this run (None with --no-fuse): --max-batch, else the
+    device's default for the flow's width (`bench.runner.fused.default_max_batch`)."""
+    if not fuse:
+        return None
+    from bench.runner.fused import default_max_batch
+
+    width = (inputs.flow_config or {}).get("hidden") or inputs.plan.preset.hidden
+    return max_batch or default_max_batch(dev, width)
 
 
 def smaller_preset(preset) -> str | None:

@@ -9,6 +9,8 @@ One run measures, on one device:
   at each batch size asked (ms per image, achieved GFLOP/s, % of the matmul rate);
 - generation alone (z → x, under `torch.inference_mode`) for both architectures;
 - one training step (forward x → z, mean NLL, backward, Adam) of the coupling flow;
+- Table 1 throughput: the latent solves of a run preset's Table 1, one solve per cell against
+  the runner's fused solve (`throughput`), in image-iterations per second and as a ratio;
 - the peak memory of each measurement (CPU: the process's resident-set high-water mark, reset
   before each measurement; CUDA: the allocator's peak).
 
@@ -23,9 +25,9 @@ achieved rate is below the matmul rate. `analytic_flops` counts the same convolu
 architecture alone as a cross-check.
 
 The package: `settings` (files, targets, presets), `host` (threads, machine description, load,
-peak memory), `flops` (counted and analytic FLOPs), `measure` (one row per measurement), `run`
-(`run_perf`: every measurement in order) and `report` (perf.md and perf.csv). Every name is
-re-exported here.
+peak memory), `flops` (counted and analytic FLOPs), `measure` (one row per measurement),
+`throughput` (Table 1, per cell against fused), `run` (`run_perf`: every measurement in order)
+and `report` (perf.md and perf.csv). Every name is re-exported here.
 """
 
 from __future__ import annotations
@@ -62,6 +64,7 @@ from bench.perf.settings import (
     PerfPreset,
     busy_limit,
 )
+from bench.perf.throughput import measure_table1_throughput, table1_cells
 
 __all__ = [
     "FLOPS_NOTE",
@@ -90,10 +93,12 @@ __all__ = [
     "measure_generation",
     "measure_matmul",
     "measure_solver",
+    "measure_table1_throughput",
     "measure_training",
     "perf_flow",
     "perf_markdown",
     "run_perf",
     "solver_iteration_flops",
+    "table1_cells",
     "write_perf",
 ]

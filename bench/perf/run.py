@@ -123,6 +123,7 @@ def _measure_all(preset: PerfPreset, device, bf16: bool, checkpoint, log):
     glow = perf_flow("glow", preset.width, device)
     rows += _generation_rows((coupling, glow), preset, device, mm_rate, log)
     rows += _training_rows(coupling, preset, device, mm_rate, log)
+    rows += _throughput_rows(coupling, preset, device, log)
     log("matmul again (the ceiling is the better of the two) ...")
     mm_end = measure_matmul(preset.matmul_n, preset.reps, preset.warmup, device)
     return rows, mm_end, coupling, preset
@@ -187,12 +188,37 @@ def _training_rows(coupling, preset: PerfPreset, device, mm_rate: float, log) ->
     return rows
 
 
+def _throughput_rows(coupling, preset: PerfPreset, device, log) -> list[dict]:
+    """Table 1's latent solves per cell against fused (`bench.perf.throughput`), with the given
+    flow when it has the run preset's width, else a timing flow of that width."""
+    from bench import config
+    from bench.perf.throughput import measure_table1_throughput
+
+    width = config.get_preset(preset.table1_preset).hidden
+    flow = coupling
+    if coupling.arch_config.get("hidden") != width:
+        flow = perf_flow("coupling", width, device)
+    log(
+        f"Table 1 throughput ({preset.table1_preset} preset's cells, width {width}, "
+        f"{preset.table1_iters} iterations), per cell and fused ..."
+    )
+    rows = measure_table1_throughput(
+        flow, preset.table1_preset, preset.table1_iters, preset.table1_reps, device
+    )
+    per_cell, fused = rows
+    log(
+        f"  {per_cell['images_per_s']:.0f} vs {fused['images_per_s']:.0f} image-iterations/s: "
+        f"fused {fused['fused_ratio']:.2f}× per cell"
+    )
+    return rows
+
+
 def _hold_against_targets(rows: list[dict], ceiling: float, width: int, analytic: dict) -> None:
     """Every row's width, % of the matmul `ceiling`, target (fp32 rows at the target's batch)
     and, for the coupling flow, its analytic GFLOP per image."""
     for r in rows:
-        r["width"] = width
-        if r["figure"] not in ("matmul", "bf16_accuracy"):
+        r.setdefault("width", width)
+        if r["figure"] not in ("matmul", "bf16_accuracy", "table1_throughput"):
             r["pct_matmul"] = 100 * r["gflop_s"] / ceiling
         target = TARGET_PCT.get(r["figure"])
         tb = TARGET_BATCH.get(r["figure"])

@@ -43,11 +43,16 @@ class PerfPreset:
     matmul_n: int
     bf16_images: int  # images restored for the bf16 accuracy check
     bf16_iters: int  # solver iterations of that check
+    # Table 1 throughput (`bench.perf.throughput`): the latent cells of this run preset's Table 1,
+    # per cell against fused, with a flow of the run preset's width
+    table1_preset: str = "cpu"
+    table1_iters: int = 10
+    table1_reps: int = 2
 
 
 PERF_PRESETS: dict[str, PerfPreset] = {
     "default": PerfPreset(
         "default", config.HIDDEN, (32, MEMORY_BATCH), config.TRAIN_BATCH, 7, 2, 2048, 4, 20
     ),
-    "smoke": PerfPreset("smoke", 16, (4, 8), 4, 3, 1, 256, 2, 5),
+    "smoke": PerfPreset("smoke", 16, (4, 8), 4, 3, 1, 256, 2, 5, "smoke", 2, 1),
 }

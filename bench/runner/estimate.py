@@ -96,6 +96,7 @@ def estimate_seconds(
     threads: int | None = None,
     flow_config: dict | None = None,
     cells: Sequence[Cell] | None = None,
+    fused_batch: int | None = None,
 ) -> float:
     """Estimated solve time on this device of `cells` (default: every cell of the plan; pass
     `cell_status(...).todo` to count only those still to compute), divided by the workers
@@ -109,8 +110,10 @@ def estimate_seconds(
     - methods without a flow (BM3D): one image restored and timed per (method, task), scaled
       by the images of each cell.
 
-    Images are those the plan counts (`Plan.images`: the images actually loaded once
-    `Plan.with_images` has set them)."""
+    `fused_batch`: the rows of a fused solve (`bench.runner.fused`): the solver iteration is
+    timed at that batch (at most the rows of the flow cells) rather than at a cell's (at most
+    EVAL_BATCH images). Images are those the plan counts (`Plan.images`: the images actually
+    loaded once `Plan.with_images` has set them)."""
     import torch
 
     from bench import methods as M
@@ -124,6 +127,9 @@ def estimate_seconds(
         per_image_iter = 0.0
         if flow_cells:
             batch = max(1, min(max(plan.images(c.stage) for c in flow_cells), config.EVAL_BATCH))
+            if fused_batch:
+                rows = sum(plan.images(c.stage) for c in flow_cells)
+                batch = max(1, min(rows, fused_batch))
             per_image_iter = time_solver_iteration(
                 plan.preset.hidden, device, batch, arch, flow_config=flow_config
             )
