@@ -23,11 +23,17 @@ DEFAULT_PRECISION = "fp32"
 AUTOCAST: contextvars.ContextVar = contextvars.ContextVar("bench_autocast", default=None)
 
 
-def check_precision(precision: str) -> str:
-    """`precision` if it is one of PRECISIONS, else a one-line BenchError naming them."""
+def check_precision(precision: str, device=None) -> str:
+    """`precision` if it is one of PRECISIONS (and, with a `device`, one it has: TF32 is CUDA's),
+    else a one-line BenchError naming the choices."""
     if precision not in PRECISIONS:
         raise BenchError(
             f"unknown --precision {precision!r}: choose one of {', '.join(PRECISIONS)}"
+        )
+    if precision == "tf32" and device is not None and not str(device).startswith("cuda"):
+        raise BenchError(
+            f"--precision tf32 is a CUDA mode, and the device is {device}: use fp32 (or bf16) "
+            "there, or --device cuda"
         )
     return precision
 

@@ -1,6 +1,8 @@
 """The latent-space optimisation loop shared by every flow-based method (PROTOCOL §5).
 
-`solve_latent` runs Adam on the latent z of a whole batch at once. The flow is frozen
+`solve_latent` runs Adam on the latent z of a whole batch at once (`solve_latents`: of several
+batches, each with its own objective and learning rate, in one generator pass per iteration: the
+runner's fused solve). The flow is frozen
 (`eval()`, no parameter gradients). The objective returns one loss per image and the optimiser
 minimises their sum: Adam is elementwise and the flow treats images independently, so each
 image's trajectory is the one it would have alone (the batch mean would only rescale the
@@ -148,7 +150,8 @@ def solve_latent(
     one). The flow's parameters get no gradient; its training mode and requires_grad flags are
     restored afterwards.
 
-    `autocast` (e.g. torch.bfloat16; None = off) runs the flow passes and the objective under
+    `autocast` (e.g. torch.bfloat16; None: that of an enclosing `bench.precision.precision`
+    block, else off) runs the flow passes and the objective under
     ``torch.autocast`` (a speed option for perf measurements, not the protocol): G(z) and its
     log-det are cast back to z's dtype before the objective sees them, the loss is taken in z's
     dtype, and z and Adam's state stay in z's dtype.

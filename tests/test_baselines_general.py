@@ -173,8 +173,9 @@ def test_bm3d_denoises_at_the_tasks_level(monkeypatch):
 
     seen = []
 
-    def fake(img, sigma_psd):
+    def fake(img, sigma_psd, profile=None):
         seen.append(sigma_psd)
+        assert profile is not None and profile.num_threads == 1  # one thread, see bm3d.py
         return img
 
     monkeypatch.setattr(bm3d, "bm3d_rgb", fake)

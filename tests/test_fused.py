@@ -213,7 +213,9 @@ PRESET = config.get_preset("smoke").with_(
 def _run(flow, results, **kw):
     args = dict(preset=PRESET, dataset="builtin", device="cpu", progress=False, threads=1)
     args.update(kw)
-    return runner.run_table1(flow, {"fingerprint": "tiny-test-flow"}, results_dir=results, **args)
+    # its own fingerprint: worker processes cache flows by fingerprint, and this flow is perturbed
+    meta = {"fingerprint": "tiny-test-flow-perturbed"}
+    return runner.run_table1(flow, meta, results_dir=results, **args)
 
 
 def _rows(result):
@@ -283,3 +285,35 @@ def test_cli_max_batch_must_be_positive(tmp_path):
     assert out.exit_code == 2 and "--max-batch" in out.output
     with pytest.raises(BenchError, match="--max-batch"):
         _run(tiny_flow(), tmp_path, max_batch=0)
+
+
+# ---- precision ----------------------------------------------------------------------------------
+def test_precision_block_sets_and_restores_the_solves_arithmetic():
+    from bench.precision import AUTOCAST, check_precision, precision
+
+    with pytest.raises(BenchError, match="--precision"):
+        check_precision("fp16")
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    with precision("bf16", "cpu"):
+        assert AUTOCAST.get() is torch.bfloat16
+    with precision("tf32", "cuda"):  # the switches only; nothing runs on CUDA here
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    with precision("fp32", "cuda"):
+        assert not torch.backends.cudnn.allow_tf32
+    assert AUTOCAST.get() is None
+    assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+
+
+def test_precision_other_than_fp32_is_a_run_of_its_own(flow, tmp_path):
+    from bench.perf import precision_accuracy
+
+    kw = dict(methods="ours", tasks="denoising", weights="paper")
+    fp32 = _run(flow, tmp_path, **kw)
+    bf16 = _run(flow, tmp_path, precision="bf16", **kw)
+    assert fp32.run_id != bf16.run_id
+    with pytest.raises(BenchError, match="tf32 is a CUDA mode"):
+        _run(flow, tmp_path, precision="tf32", **kw)
+    assert "precision" not in fp32.manifest["key"] and bf16.manifest["key"]["precision"] == "bf16"
+    # TF32 is float32 on a CPU: the accuracy check finds no difference
+    acc = precision_accuracy(flow, 2, 2, "cpu", "tf32")
+    assert acc["figure"] == "tf32_accuracy" and acc["max_pixel_diff"] == 0

@@ -380,3 +380,49 @@ def test_a_run_refuses_cells_of_an_edited_plugin_unless_forced(tmp_path):
         run()
     assert len(run(force=True).computed) == 1
     assert len(run().reused) == 1
+
+
+BAD_OBJECTIVE = """
+import torch
+import bench
+from bench.methods import FlowMethod
+
+
+class BadShape(FlowMethod):
+    name = "bad-shape"
+    weight_name = None
+
+    def objective(self, flow, task, y, weight):
+        return lambda z, x, logdet: (x - y).abs().sum()  # one number, not one per row
+
+
+class Raises(FlowMethod):
+    name = "raises-objective"
+    weight_name = None
+
+    def objective(self, flow, task, y, weight):
+        def f(z, x, logdet):
+            raise RuntimeError("boom in the objective")
+
+        return f
+
+
+bench.register(BadShape())
+bench.register(Raises())
+"""
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+@pytest.mark.parametrize(
+    ("method", "message"),
+    [
+        ("bad-shape", r"one loss per row|shape"),
+        ("raises-objective", "RuntimeError: boom in the objective"),
+    ],
+)
+def test_a_plugin_objective_failing_is_one_line_in_both_paths(tmp_path, method, message, fuse):
+    spec = write(tmp_path, "bad_objective.py", BAD_OBJECTIVE)
+    with pytest.raises(BenchError, match=rf"method {method} \(plugin .*\) failed on denoising: "):
+        plugin_run(tmp_path / "r", [spec], method, "denoising", fuse=fuse)
+    with pytest.raises(BenchError, match=message):
+        plugin_run(tmp_path / "r", [spec], method, "denoising", fuse=fuse)

@@ -3,7 +3,7 @@ returns, the data-fit norms, and the methods registry.
 
 A method restores model-space images from a task's measurement y. Flow-based methods
 (:class:`FlowMethod`) differ only in their initial latent z0, their objective and their learning
-rate; they all run the shared loop `bench.solve.solve_latent`. Everything the runner, the
+rate; they all run the shared loop `bench.solve.solve_latents`. Everything the runner, the
 reports, the run-time estimate and the CLI need to know about a method is declared on it (class
 attributes below): its weight (name, symbol, default grid, the preset field or override that
 replaces the grid, the paper's values), the tasks it handles, its relative cost, and what a
@@ -237,7 +237,7 @@ class Method:
 
 
 class FlowMethod(Method):
-    """A method that optimises the flow's latent with `solve_latent`.
+    """A method that optimises the flow's latent with `bench.solve.solve_latents`.
 
     Subclasses set `init_std` (z0 ~ N(0, init_std² I); 0 gives z0 = 0) and implement
     `objective(flow, task, y, weight) -> objective(z, x, logdet_G) -> (B,)`."""
@@ -259,7 +259,7 @@ class FlowMethod(Method):
     def fusable(self) -> bool:
         """Whether the runner may solve its cells together with others' in one latent batch
         (`bench.solve.solve_latents`): a flow method that restores through `problem`, i.e.
-        that does not override `restore`, in its class or on the instance)."""
+        that does not override `restore`, in its class or on the instance."""
         return getattr(self.restore, "__func__", None) is FlowMethod.restore
 
     def problem(self, flow, task, y, weight, seeds, device, lr: float | None = None):
@@ -324,10 +324,20 @@ def method_origin(method: Method) -> str:
 
 
 def guarded_objective(method: Method, task_name: str, objective: Objective) -> Objective:
-    """`objective` whose failures are reported as `plugin_call` reports them."""
+    """`objective` whose failures, and results that are not one loss per row (a tensor of shape
+    (B,)), are reported as `plugin_call` reports them."""
+
+    def checked(z, x, logdet_g):
+        loss = objective(z, x, logdet_g)
+        if not isinstance(loss, torch.Tensor) or tuple(loss.shape) != (z.shape[0],):
+            got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+            raise ValueError(
+                f"its objective must return one loss per row ({z.shape[0]},), got {got}"
+            )
+        return loss
 
     def f(z, x, logdet_g):
-        return plugin_call(method, task_name, objective, z, x, logdet_g)
+        return plugin_call(method, task_name, checked, z, x, logdet_g)
 
     return f
 

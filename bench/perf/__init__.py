@@ -47,6 +47,7 @@ from bench.perf.measure import (
     measure_solver,
     measure_training,
     perf_flow,
+    precision_accuracy,
     solver_iteration_flops,
 )
 from bench.perf.report import FLOPS_NOTE, perf_markdown, write_perf
@@ -97,6 +98,7 @@ __all__ = [
     "measure_training",
     "perf_flow",
     "perf_markdown",
+    "precision_accuracy",
     "run_perf",
     "solver_iteration_flops",
     "table1_cells",

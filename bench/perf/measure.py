@@ -206,11 +206,18 @@ def measure_training(
 
 
 def bf16_accuracy(flow, images: int, iters: int, device) -> dict:
-    """Restore the same denoising measurements with the paper's solver in float32 and under
-    bfloat16 autocast, from the same z0; PSNR of each against the clean 5-bit target and of one
-    against the other (on builtin test images: cost and rounding do not depend on the data)."""
+    """`precision_accuracy` of bfloat16 autocast."""
+    return precision_accuracy(flow, images, iters, device, "bf16")
+
+
+def precision_accuracy(flow, images: int, iters: int, device, precision: str = "bf16") -> dict:
+    """Restore the same denoising measurements with the paper's solver in float32 and in
+    `precision` (`bench.precision`: 'bf16' autocast, 'tf32' on CUDA), from the same z0; PSNR of
+    each against the clean 5-bit target and of one against the other (on builtin test images:
+    cost and rounding do not depend on the data). Row figure '<precision>_accuracy'."""
     from bench import data, metrics
     from bench.methods import Ours
+    from bench.precision import precision as precision_block
     from bench.solve import solve_latent
     from bench.tasks import get_task, image_seeds
 
@@ -221,25 +228,26 @@ def bf16_accuracy(flow, images: int, iters: int, device) -> dict:
     z0 = method.initial_latent(seeds, flow.dim, device=device)
     objective = method.objective(flow, task, y, method.paper_weight(task))
     out = {}
-    for name, ac in (("fp32", None), ("bf16", torch.bfloat16)):
-        kw = {} if ac is None else {"autocast": ac}
-        res = solve_latent(flow, objective, z0, iters, method.lr, method.betas, **kw)
+    for name in ("fp32", precision):
+        with precision_block(name, device):
+            res = solve_latent(flow, objective, z0, iters, method.lr, method.betas)
         out[name] = data.to_pixels(res.x.cpu())
     ref = imgs.images
     p32 = metrics.psnr(out["fp32"], ref)
-    p16 = metrics.psnr(out["bf16"], ref)
-    between = metrics.psnr(out["bf16"], out["fp32"])
+    p16 = metrics.psnr(out[precision], ref)
+    between = metrics.psnr(out[precision], out["fp32"])
+    label = "bf16 autocast" if precision == "bf16" else precision
     return {
-        "figure": "bf16_accuracy",
+        "figure": f"{precision}_accuracy",
         "arch": flow.arch,
-        "mode": "bf16 autocast vs fp32",
+        "mode": f"{label} vs fp32",
         "batch": images,
         "reps": iters,
         "psnr_fp32": float(np.mean(p32)),
-        "psnr_bf16": float(np.mean(p16)),
+        "psnr_bf16" if precision == "bf16" else f"psnr_{precision}": float(np.mean(p16)),
         "psnr_delta": float(np.mean(p16 - p32)),
-        "psnr_bf16_vs_fp32": float(np.mean(between[np.isfinite(between)]))
+        f"psnr_{precision}_vs_fp32": float(np.mean(between[np.isfinite(between)]))
         if np.isfinite(between).any()
         else float("inf"),
-        "max_pixel_diff": int((out["bf16"].int() - out["fp32"].int()).abs().max()),
+        "max_pixel_diff": int((out[precision].int() - out["fp32"].int()).abs().max()),
     }

@@ -86,6 +86,7 @@ def perf_markdown(result: PerfResult, command: str = "bench perf") -> str:
         "",
         *_memory_lines(rows),
         *_bf16_lines(rows, info),
+        *_tf32_lines(rows),
         *_throughput_lines(rows),
         FLOPS_NOTE,
         "",
@@ -130,7 +131,7 @@ def _figure_table(rows: list[dict]) -> list[str]:
         "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for r in rows:
-        if r["figure"] in ("matmul", "bf16_accuracy", "table1_throughput"):
+        if r["figure"] in ("matmul", "bf16_accuracy", "tf32_accuracy", "table1_throughput"):
             continue
         target = "—"
         if "target_pct" in r and not (
@@ -179,6 +180,21 @@ def _bf16_lines(rows: list[dict], info: dict) -> list[str]:
         f"{a['psnr_bf16']:.2f} dB (bf16), difference {a['psnr_delta']:+.3f} dB; the two "
         f"restorations differ by up to {a['max_pixel_diff']} (8-bit) and agree to "
         f"{a['psnr_bf16_vs_fp32']:.1f} dB PSNR." + _bf16_speed(rows, info),
+        "",
+    ]
+
+
+def _tf32_lines(rows: list[dict]) -> list[str]:
+    """The TF32 accuracy check (CUDA only), when it ran."""
+    acc = [r for r in rows if r["figure"] == "tf32_accuracy"]
+    if not acc:
+        return []
+    a = acc[0]
+    return [
+        f"TF32 (opt-in, `bench run --precision tf32`) on {a['batch']} denoising images, "
+        f"{a['reps']} solver iterations from the same z0: PSNR {a['psnr_fp32']:.2f} dB "
+        f"(float32) vs {a['psnr_tf32']:.2f} dB (TF32), difference {a['psnr_delta']:+.3f} dB; "
+        f"the restorations differ by up to {a['max_pixel_diff']} (8-bit).",
         "",
     ]
 

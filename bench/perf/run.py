@@ -21,6 +21,7 @@ from bench.perf.measure import (
     measure_solver,
     measure_training,
     perf_flow,
+    precision_accuracy,
 )
 from bench.perf.settings import TARGET_BATCH, TARGET_PCT, PerfPreset, busy_limit
 
@@ -132,10 +133,13 @@ def _measure_all(preset: PerfPreset, device, bf16: bool, checkpoint, log):
 def _solver_rows(coupling, preset: PerfPreset, device, mm_rate: float, bf16: bool, log):
     """A solver iteration at each batch; with `bf16`, one under bf16 autocast at the first
     batch and the bf16 accuracy check."""
+    from bench.precision import precision
+
     rows = []
     for b in preset.batches:
         log(f"solver iteration, batch {b} ...")
-        rows.append(measure_solver(coupling, b, preset.reps, preset.warmup, device, mm_rate))
+        with precision("fp32", device):  # float32 on CUDA too (no TF32 convolutions)
+            rows.append(measure_solver(coupling, b, preset.reps, preset.warmup, device, mm_rate))
         log(f"  {rows[-1]['ms_per_image']:.3f} ms/image, {rows[-1]['pct_matmul']:.0f}% of mm")
     if bf16:
         b = preset.batches[0]
@@ -154,7 +158,23 @@ def _solver_rows(coupling, preset: PerfPreset, device, mm_rate: float, bf16: boo
         )
         log(f"bf16 accuracy: {preset.bf16_images} images, {preset.bf16_iters} iterations ...")
         rows.append(bf16_accuracy(coupling, preset.bf16_images, preset.bf16_iters, device))
+    if str(device).startswith("cuda"):
+        rows += _tf32_rows(coupling, preset, device, mm_rate, log)
     return rows
+
+
+def _tf32_rows(coupling, preset: PerfPreset, device, mm_rate: float, log) -> list[dict]:
+    """On CUDA: a solver iteration with TF32 matrix products and convolutions at the first
+    batch, and its accuracy against float32 (`precision_accuracy`)."""
+    from bench.precision import precision
+
+    b = preset.batches[0]
+    log(f"solver iteration, batch {b}, TF32 ...")
+    with precision("tf32", device):
+        row = measure_solver(coupling, b, preset.reps, preset.warmup, device, mm_rate, mode="tf32")
+    log(f"tf32 accuracy: {preset.bf16_images} images, {preset.bf16_iters} iterations ...")
+    acc = precision_accuracy(coupling, preset.bf16_images, preset.bf16_iters, device, "tf32")
+    return [row, acc]
 
 
 def _generation_rows(flows, preset: PerfPreset, device, mm_rate: float, log) -> list[dict]:
@@ -218,7 +238,7 @@ def _hold_against_targets(rows: list[dict], ceiling: float, width: int, analytic
     and, for the coupling flow, its analytic GFLOP per image."""
     for r in rows:
         r.setdefault("width", width)
-        if r["figure"] not in ("matmul", "bf16_accuracy", "table1_throughput"):
+        if r["figure"] not in ("matmul", "bf16_accuracy", "tf32_accuracy", "table1_throughput"):
             r["pct_matmul"] = 100 * r["gflop_s"] / ceiling
         target = TARGET_PCT.get(r["figure"])
         tb = TARGET_BATCH.get(r["figure"])

@@ -48,7 +48,7 @@ class Executor:
         if not cells:
             return
         if self.fuse:
-            from bench.runner.fused import run_fused
+            from bench.runner.fused_run import run_fused
 
             run_fused(self, cells, store, bar)
             return

@@ -130,7 +130,7 @@ def run_table1(
     started = time.perf_counter()
     plan = plan_table1(preset, methods, tasks, select_on, weights)
     threads = _check_execution(backend, jobs, scheduler, threads)
-    check_precision(precision)
+    check_precision(precision, device)
     if max_batch is not None and (
         isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
     ):
@@ -139,6 +139,10 @@ def run_table1(
     lock: Path | None = None
     try:
         flow, meta, fingerprint = _ready_flow(flow, flow_meta, device)
+        if fuse and max_batch is None and flow is not None:
+            from bench.runner.fused import default_max_batch
+
+            max_batch = default_max_batch(device, flow.arch_config.get("hidden"))
         test, select_set = stage_images(dataset, data_root, preset, select_on, weights, progress)
         key = run_key(
             plan, dataset, test, select_set, fingerprint, seed, device, flow_dataset, precision
@@ -169,9 +173,15 @@ def run_table1(
             client.close()
 
 
-def _check_execution(backend: str, jobs, scheduler: str | None, threads) -> int | None:
-    """Raise BenchError for an unknown backend, a bad --jobs or --threads, or a scheduler
-    without Dask; the torch threads per worker (None on Dask: the worker decides)."""
+def _check_execution(
+    backend: str, jobs, scheduler: str | None, threads, max_batch=None
+) -> int | None:
+    """Raise BenchError for an unknown backend, a bad --jobs, --threads or --max-batch, or a
+    scheduler without Dask; the torch threads per worker (None on Dask: the worker decides)."""
+    if max_batch is not None and (
+        isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
+    ):
+        raise BenchError(f"--max-batch must be a positive integer, not {max_batch!r}")
     if backend not in BACKENDS:
         raise BenchError(f"unknown --backend {backend!r}: choose one of {', '.join(BACKENDS)}")
     if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
