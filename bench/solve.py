@@ -203,18 +203,17 @@ def solve_latents(
         hook, close = progress_hook(progress, iters)
         start = time.perf_counter()
         try:
-            kept = _descend(flow, problems, iters, hook, autocast)
-            return _results(problems, kept, iters, start)
+            slices = row_slices(problems)
+            kept = _descend(flow, problems, slices, iters, hook, autocast)
+            return _results(slices, kept, iters, start)
         finally:
             close()
 
 
-def _descend(flow, problems: list[LatentProblem], iters: int, hook, autocast):
+def _descend(flow, problems: list[LatentProblem], slices: list[slice], iters: int, hook, autocast):
     """Adam on every problem's latent from its z0; (z_keep, x_keep, loss_keep, diverged) of the
-    final evaluation, rows stacked in problem order."""
+    final evaluation, rows stacked in problem order (`slices`: `row_slices`)."""
     zs = [p.z0.detach().clone().requires_grad_(True) for p in problems]
-    bounds = np.cumsum([0] + [p.rows for p in problems]).tolist()
-    slices = [slice(a, b) for a, b in itertools.pairwise(bounds)]
     evaluate = _evaluator(flow, [p.objective for p in problems], slices, autocast)
     opt = torch.optim.Adam(
         [
@@ -238,6 +237,21 @@ def _descend(flow, problems: list[LatentProblem], iters: int, hook, autocast):
     with torch.no_grad():  # evaluate the final iterate
         z, x, logdet, loss = evaluate(zs)
         return _keep(z, x, loss, z_keep, x_keep, loss_keep, diverged)
+
+
+def check_losses(loss, rows: int) -> torch.Tensor:
+    """`loss` if it is one loss per row, a tensor of shape (rows,); else ValueError naming
+    what the objective returned."""
+    if not isinstance(loss, torch.Tensor) or tuple(loss.shape) != (rows,):
+        got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
+        raise ValueError(f"objective must return one loss per row, shape ({rows},), got {got}")
+    return loss
+
+
+def row_slices(problems: Sequence[LatentProblem]) -> list[slice]:
+    """Where each problem's rows sit when the problems are stacked, in order."""
+    bounds = np.cumsum([0] + [p.rows for p in problems]).tolist()
+    return [slice(a, b) for a, b in itertools.pairwise(bounds)]
 
 
 def _check_solve_args(z0: torch.Tensor, iters: int) -> None:
@@ -272,14 +286,10 @@ def _evaluator(flow, objectives: list[Objective], slices: list[slice], autocast)
     objective that does not return one loss per row."""
 
     def losses(zs, x, logdet):
-        out = []
-        for f, zi, s in zip(objectives, zs, slices, strict=True):
-            loss = f(zi, x[s], logdet[s])
-            if loss.shape != (zi.shape[0],):
-                raise ValueError(
-                    f"objective must return shape ({zi.shape[0]},), got {tuple(loss.shape)}"
-                )
-            out.append(loss)
+        out = [
+            check_losses(f(zi, x[s], logdet[s]), zi.shape[0])
+            for f, zi, s in zip(objectives, zs, slices, strict=True)
+        ]
         return out[0] if len(out) == 1 else torch.cat(out)
 
     def evaluate(zs):
@@ -306,26 +316,17 @@ def _nothing_kept(z0: torch.Tensor):
     return z_keep, None, loss_keep, diverged
 
 
-def _results(problems, kept, iters: int, start: float) -> list[SolveResult]:
-    """Each problem's result (its rows of the stacked `kept`), timed once queued CUDA work has
-    finished (every result carries the whole solve's time)."""
+def _results(slices: list[slice], kept, iters: int, start: float) -> list[SolveResult]:
+    """Each problem's result (its `slices` of the stacked `kept`), timed once queued CUDA work
+    has finished (every result carries the whole solve's time)."""
     z_keep, x_keep, loss_keep, diverged = kept
     if z_keep.device.type == "cuda":
         torch.cuda.synchronize(z_keep.device)
     seconds = time.perf_counter() - start
     loss, flags = loss_keep.cpu().double().numpy(), diverged.cpu().numpy()
-    out, at = [], 0
-    for p in problems:
-        s = slice(at, at + p.rows)
-        at += p.rows
-        out.append(
-            SolveResult(
-                z=z_keep[s],
-                x=x_keep[s],
-                loss=loss[s],
-                diverged=flags[s],
-                iters=iters,
-                seconds=seconds,
-            )
+    return [
+        SolveResult(
+            z=z_keep[s], x=x_keep[s], loss=loss[s], diverged=flags[s], iters=iters, seconds=seconds
         )
-    return out
+        for s in slices
+    ]

@@ -32,7 +32,7 @@ import torch
 from bench import config, data
 from bench.errors import BenchError
 from bench.registry import Registry
-from bench.solve import LatentProblem, Objective, solve_latents
+from bench.solve import LatentProblem, Objective, check_losses, solve_latents
 from bench.tasks import LATENT_STREAM, Task, get_task, stream_seeds
 
 # the standard symbols of the weights the built-in methods use (a method may declare another)
@@ -328,13 +328,7 @@ def guarded_objective(method: Method, task_name: str, objective: Objective) -> O
     (B,)), are reported as `plugin_call` reports them."""
 
     def checked(z, x, logdet_g):
-        loss = objective(z, x, logdet_g)
-        if not isinstance(loss, torch.Tensor) or tuple(loss.shape) != (z.shape[0],):
-            got = tuple(loss.shape) if isinstance(loss, torch.Tensor) else type(loss).__name__
-            raise ValueError(
-                f"its objective must return one loss per row ({z.shape[0]},), got {got}"
-            )
-        return loss
+        return check_losses(objective(z, x, logdet_g), z.shape[0])
 
     def f(z, x, logdet_g):
         return plugin_call(method, task_name, checked, z, x, logdet_g)

@@ -73,13 +73,13 @@ def measure_table1_throughput(
     second of the run preset's Table 1 latent solves on `flow`, `iters` iterations each, median
     of `reps` alternating rounds; the fused row carries the ratio to the per-cell one. Each
     path builds its problems (`FlowMethod.problem`) inside its timed part, as the runner does."""
-    from bench.runner.fused import default_max_batch, plan_chunks
+    from bench.runner.fused import default_max_batch, plan_chunks, row_cost
     from bench.solve import solve_latents
 
     cells, preset = table1_cells(run_preset)
     inputs = _inputs(cells, preset)
     rows = [len(seeds) for *_, seeds in inputs]
-    costs = [float(getattr(m, "cost", 1.0) or 1.0) for m, *_ in inputs]
+    costs = [row_cost(m) for m, *_ in inputs]
     batch = max_batch or default_max_batch(str(device), flow.arch_config.get("hidden"))
     chunks = plan_chunks(cells, rows, costs, batch, split=True)
 

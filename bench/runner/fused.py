@@ -61,6 +61,12 @@ def default_max_batch(device: str, width: int | None) -> int:
     return int(max(1, min(CUDA_MAX_BATCH, free // 2 // per_row)))
 
 
+def row_cost(method) -> float:
+    """Generator passes per row of a method's solve: its declared `cost` (2 for MAP's second
+    pass), 1 when it declares none."""
+    return float(getattr(method, "cost", 1.0) or 1.0)
+
+
 @dataclass(frozen=True)
 class Segment:
     """Rows start..stop of the cell at `index` in a list of cells."""
@@ -125,7 +131,7 @@ class _Pending:
     @property
     def cost(self) -> float:
         """Generator passes per row (the method's declared `cost`: 2 for MAP)."""
-        return float(getattr(self.inputs.method, "cost", 1.0) or 1.0)
+        return row_cost(self.inputs.method)
 
 
 class FusedSolver:
@@ -254,6 +260,6 @@ def work_units(cells: list[Cell], stages, max_batch: int) -> list[list[Cell]]:
 
     fused, other = split_fusable(cells, True)
     rows = [len(stages[c.stage][1]) for c in fused]
-    costs = [float(M.get_method(c.method).cost or 1.0) for c in fused]
+    costs = [row_cost(M.get_method(c.method)) for c in fused]
     chunks = plan_chunks(fused, rows, costs, max_batch, split=False)
     return [[c] for c in other] + [[fused[s.index] for s in chunk] for chunk in chunks]
