@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -185,6 +185,7 @@ def load_images(
     root: str | Path | None = None,
     limit: int | None = None,
     progress: bool = True,
+    offset: int = 0,
 ) -> ImageSet:
     """The images of one partition ('train', 'valid', 'test') of a registered dataset
     ('celeba', 'builtin', or one added to :data:`bench.datasets.DATASETS`).
@@ -192,8 +193,11 @@ def load_images(
     Returns an :class:`ImageSet` of uint8 images, shape (N, 3, 32, 32), pixel values 0..255.
     `limit` keeps the first `limit` files present in the partition (filename order for
     CelebA), e.g. the evaluation set is ``load_images('celeba', 'test', limit=192)``; the label
-    still counts every file of the partition present. `root` is the CelebA folder (see
-    :func:`bench.datasets.celeba_files.resolve_celeba_root`); the builtin set ignores it.
+    still counts every file of the partition present. `offset` skips the first `offset` images
+    first: ``offset=192, limit=192`` is the next 192 (the replication set, `bench run
+    --test-offset 192`); the label then says which of the present files were used. `root` is
+    the CelebA folder (see :func:`bench.datasets.celeba_files.resolve_celeba_root`); the
+    builtin set ignores it.
 
     Raises DataError (one line: the problem and the fix) for an unknown dataset or partition, a
     bad `limit`, a missing or wrongly laid out folder, a malformed list_eval_partition.txt (see
@@ -208,4 +212,30 @@ def load_images(
     _check_choice("partition", partition, PARTITIONS)
     if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
         raise DataError(f"image limit must be a positive integer or None, not {limit!r}")
-    return registered[dataset].load(partition, root, limit, progress)
+    if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
+        raise DataError(f"image offset must be a non-negative integer, not {offset!r}")
+    images = registered[dataset].load(
+        partition, root, None if limit is None else offset + limit, progress
+    )
+    return images if offset == 0 else skip_images(images, offset)
+
+
+def skip_images(images: ImageSet, offset: int) -> ImageSet:
+    """`images` without its first `offset` images: its own fingerprint, and a label saying
+    which of the files present were used. DataError when nothing is left."""
+    n = len(images)
+    if offset >= n:
+        raise DataError(
+            f"offset {offset} skips all {n} {images.dataset} {images.partition} images loaded: "
+            f"use a smaller --test-offset (at most {n - 1} here)"
+        )
+    names = list(images.names[offset:])
+    pixels = images.images[offset:]
+    label = (
+        f"{images.label}; of those, images {offset + 1}–{n} used (offset {offset}): "
+        f"{names[0]} … {names[-1]}"
+    )
+    fingerprint = content_fingerprint(
+        images.dataset, images.partition, names, images.skipped, pixels.numpy()
+    )
+    return replace(images, images=pixels, names=names, label=label, fingerprint=fingerprint)

@@ -35,6 +35,20 @@ from bench import config
 
 # objective(z, x = G(z), logdet_G = log|det dG/dz|) -> per-image loss (B,)
 Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# trace(step, x, loss, diverged): the evaluation after `step` Adam steps, rows stacked
+Trace = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
+
+
+def trace_steps(iters: int) -> tuple[int, ...]:
+    """The Adam steps at which a solve of `iters` steps is traced: 0 (z0), the 1-2-5 sequence
+    1, 2, 5, 10, 20, 50, ... below `iters`, and `iters` itself (the returned iterate)."""
+    steps = {0, int(iters)}
+    decade = 1
+    while decade < iters:
+        steps.update(m * decade for m in (1, 2, 5) if m * decade < iters)
+        decade *= 10
+    return tuple(sorted(steps))
+
 
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc mallopt parameters
 _MALLOC_STATE: bool | None = None
@@ -167,6 +181,7 @@ def solve_latents(
     iters: int,
     progress=None,
     autocast: torch.dtype | None = None,
+    trace: Trace | None = None,
 ) -> list[SolveResult]:
     """Solve several problems at once (the fused solve): each iteration makes one generator
     pass over the rows of every problem stacked, then evaluates each problem's objective on its
@@ -181,7 +196,13 @@ def solve_latents(
     problem, in order; its `seconds` is the wall time of the whole solve (split it as you see
     fit). Raises ValueError for a z0 that is not (B, D), problems of different latent sizes,
     devices or dtypes, a negative `iters`, or an objective that does not return one loss per
-    row."""
+    row.
+
+    `trace(step, x, loss, diverged)` is called at each of `trace_steps(iters)` with that step's
+    evaluation, every problem's rows stacked: x = G(z) (B, C, H, W) and the loss (B,) of the
+    iterate after `step` Adam steps (a diverged row: its last finite one, flagged in
+    `diverged`). The tensors are the ones the iteration computed anyway, detached; the hook only
+    reads them, so the solve is the same with or without it."""
     problems = list(problems)
     if not problems:
         return []
@@ -204,15 +225,19 @@ def solve_latents(
         start = time.perf_counter()
         try:
             slices = row_slices(problems)
-            kept = _descend(flow, problems, slices, iters, hook, autocast)
+            kept = _descend(flow, problems, slices, iters, hook, autocast, trace)
             return _results(slices, kept, iters, start)
         finally:
             close()
 
 
-def _descend(flow, problems: list[LatentProblem], slices: list[slice], iters: int, hook, autocast):
+def _descend(
+    flow, problems: list[LatentProblem], slices: list[slice], iters: int, hook, autocast, trace=None
+):
     """Adam on every problem's latent from its z0; (z_keep, x_keep, loss_keep, diverged) of the
-    final evaluation, rows stacked in problem order (`slices`: `row_slices`)."""
+    final evaluation, rows stacked in problem order (`slices`: `row_slices`); `trace` as in
+    `solve_latents`."""
+    traced = frozenset(trace_steps(iters)) if trace is not None else frozenset()
     zs = [p.z0.detach().clone().requires_grad_(True) for p in problems]
     evaluate = _evaluator(flow, [p.objective for p in problems], slices, autocast)
     opt = torch.optim.Adam(
@@ -227,6 +252,8 @@ def _descend(flow, problems: list[LatentProblem], slices: list[slice], iters: in
         opt.zero_grad(set_to_none=True)
         z, x, logdet, loss = evaluate(zs)
         z_keep, x_keep, loss_keep, diverged = _keep(z, x, loss, z_keep, x_keep, loss_keep, diverged)
+        if t in traced:
+            trace(t, x_keep, loss_keep, diverged)
         torch.where(diverged, torch.zeros_like(loss), loss).sum().backward()
         # diverged rows get no gradient; a stray non-finite gradient entry of a finite
         # image is dropped rather than poisoning Adam's moments
@@ -236,7 +263,10 @@ def _descend(flow, problems: list[LatentProblem], slices: list[slice], iters: in
         hook(t + 1)
     with torch.no_grad():  # evaluate the final iterate
         z, x, logdet, loss = evaluate(zs)
-        return _keep(z, x, loss, z_keep, x_keep, loss_keep, diverged)
+        kept = _keep(z, x, loss, z_keep, x_keep, loss_keep, diverged)
+    if iters in traced:
+        trace(iters, kept[1], kept[2], kept[3])
+    return kept
 
 
 def check_losses(loss, rows: int) -> torch.Tensor:

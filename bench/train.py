@@ -9,7 +9,7 @@ and :mod:`bench.train_loop` (the epochs). Their public names are importable from
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +48,7 @@ from bench.train_loop import (
     TrainingDiverged,
     check_enough_images,
     evaluate_bpd,
+    kept_epoch_path,
 )
 
 __all__ = [
@@ -68,6 +69,7 @@ __all__ = [
     "ensure_flow",
     "evaluate_bpd",
     "history_path",
+    "kept_epoch_path",
     "load_checkpoint",
     "model_fingerprint",
     "nonfinite_tensors",
@@ -105,6 +107,8 @@ def train(
     batches_per_epoch: int | None = None,
     replace: bool = False,
     before_training: Callable[[], object] | None = None,
+    keep_epochs: Iterable[int] = (),
+    max_minutes: float | None = None,
 ) -> TrainResult:
     """Train (or resume training) the preset's flow and save it atomically to `checkpoint`.
 
@@ -127,7 +131,15 @@ def train(
     `replace` (`bench.provenance`; BenchError naming both).
 
     `before_training` is called once every check has passed, just before the first batch
-    (`bench train` resolves `--threads auto` there: after any refusal, before the work)."""
+    (`bench train` resolves `--threads auto` there: after any refusal, before the work).
+
+    `keep_epochs`: after each of these epochs, the checkpoint is also copied to
+    `kept_epoch_path` (<name>.epochNN.pt), a finished training of that many epochs (the flows
+    of a prior-strength sweep, docs/PROTOCOL.md §9). `max_minutes`: a time budget for this
+    call's epochs; training stops after the last epoch that leaves room for another as long,
+    and the checkpoint is then a finished training of the epochs done (ValueError unless > 0)."""
+    if max_minutes is not None and not max_minutes > 0:
+        raise ValueError(f"max_minutes must be > 0, not {max_minutes!r}")
     from bench import locks
 
     path = (
@@ -141,12 +153,14 @@ def train(
         return _train_locked(
             preset, dataset, data_root, device, arch, path, seed, force, progress, log,
             batches_per_epoch, replace, before_training,
+            frozenset(int(e) for e in keep_epochs),
+            None if max_minutes is None else 60.0 * max_minutes,
         )  # fmt: skip
 
 
 def _train_locked(
     preset, dataset, data_root, device, arch, path, seed, force, progress, log, batches_per_epoch,
-    replace=False, before_training=None,
+    replace=False, before_training=None, keep_epochs=frozenset(), max_seconds=None,
 ) -> TrainResult:  # fmt: skip
     from bench.data import load_images
 
@@ -170,7 +184,7 @@ def _train_locked(
     source = training_source(wanted, f"{arch} flow, width {preset.hidden}, {train_set.label}")
     training = Training(
         flow, opt, path, preset, dataset, train_set, valid_set, seed, batches_per_epoch, source,
-        device,
+        device, keep_epochs=keep_epochs, max_seconds=max_seconds,
     )  # fmt: skip
     if force or not path.exists():
         # the history beside the checkpoint may be a committed result: a fresh training never

@@ -54,6 +54,13 @@ def _grad_norm(params) -> torch.Tensor:
     return torch.nn.utils.get_total_norm(grads) if grads else torch.zeros(())
 
 
+def kept_epoch_path(checkpoint: str | Path, epoch: int) -> Path:
+    """Where `bench train --keep-epochs` keeps the checkpoint after `epoch`:
+    <name>.epochNN.pt beside `checkpoint`."""
+    path = Path(checkpoint)
+    return path.with_name(f"{path.stem}.epoch{epoch:02d}{path.suffix or '.pt'}")
+
+
 def check_enough_images(n: int, batch: int = config.TRAIN_BATCH) -> None:
     """CheckpointError unless there are `n` >= one training batch (`batch`: the preset's
     `Preset.batch_size`) of training images."""
@@ -82,6 +89,8 @@ class Training:
     step: int = 0
     history: list[dict] = field(default_factory=list)
     last_save: float = 0.0
+    keep_epochs: frozenset[int] = frozenset()  # epochs whose checkpoint is also kept apart
+    max_seconds: float | None = None  # time budget of this call's epochs (None: no budget)
 
     def n_batches(self) -> int:
         """Batches per epoch: full batches of the training images, at most
@@ -128,6 +137,20 @@ class Training:
         ckpt = self.checkpoint(model, optim, complete)
         atomic_write(self.path, lambda f: torch.save(ckpt, f))
 
+    def keep(self) -> Path:
+        """Copy the finished epoch's checkpoint to `kept_epoch_path(path, epoch)` as a finished
+        training of that many epochs (its preset's epochs set to it: the flow `bench train
+        --epochs N` would have written, resumable with more epochs)."""
+        preset = self.preset
+        try:
+            self.preset = preset.with_(epochs=self.epoch)
+            ckpt = self.checkpoint(self.flow.state_dict(), self.opt.state_dict(), True)
+        finally:
+            self.preset = preset
+        target = kept_epoch_path(self.path, self.epoch)
+        atomic_write(target, lambda f: torch.save(ckpt, f))
+        return target
+
     def diverged(self, what: str, batch: int) -> TrainingDiverged:
         """The one-line error for a non-finite `what` at `batch` of the current epoch."""
         good = (
@@ -153,22 +176,39 @@ class Training:
         """Train until `preset.epochs` are done, saving after every epoch and every
         SAVE_EVERY_S seconds; on Ctrl-C save, say how to resume, and re-raise."""
         params = [p for p in self.flow.parameters() if p.requires_grad]
-        self.last_save = time.time()
+        self.last_save = started = time.time()
         try:
             while self.epoch < self.preset.epochs:
+                t0 = time.time()
                 bpd, seen, seconds = self._epoch(params, progress)
                 val = evaluate_bpd(self.flow, self.valid_set.images, self.device)
                 if not math.isfinite(val):
                     raise self.diverged(f"validation bits/dim is {val}", self.step)
                 self.epoch, self.step = self.epoch + 1, 0
                 self._record(bpd, val, seconds, seen, log)
+                self._stop_if_over_budget(time.time() - started, time.time() - t0, log)
                 self.save(complete=self.epoch >= self.preset.epochs)
                 write_history(self.history, self.path, self.source)
+                if self.epoch in self.keep_epochs:
+                    log(f"kept epoch {self.epoch}: {self.keep()}")
                 self.last_save = time.time()
         except KeyboardInterrupt:
             self.save()
             log(f"interrupted: checkpoint saved to {self.path}; rerun the same command to resume")
             raise
+
+    def _stop_if_over_budget(self, elapsed: float, last_epoch: float, log) -> None:
+        """With a time budget (`max_seconds`), end the training at this epoch when another
+        epoch as long as the last would overrun it: the preset's epochs become the epochs done,
+        so the checkpoint is a finished training of that many epochs."""
+        budget = self.max_seconds
+        if budget is None or self.epoch >= self.preset.epochs or elapsed + last_epoch <= budget:
+            return
+        log(
+            f"time budget of {budget / 60:.0f} min: stopping after epoch {self.epoch} "
+            f"({elapsed / 60:.1f} min; another epoch takes ~{last_epoch / 60:.1f} min)"
+        )
+        self.preset = self.preset.with_(epochs=self.epoch)
 
     def _epoch(self, params: list, progress: bool) -> tuple[float, int, float]:
         """The rest of the current epoch from batch `step`: (last train bits/dim, images seen,

@@ -22,7 +22,14 @@ from bench.cli.options import (
     seed_option,
 )
 from bench.cli.output import command_line
-from bench.cli.run_checks import check_inputs, fused_rows, say_estimate
+from bench.cli.run_checks import (
+    borrowed_weights,
+    check_inputs,
+    check_table1_only,
+    fused_rows,
+    say_estimate,
+    sized_preset,
+)
 from bench.cli.stores import lock_reports
 from bench.cli.threads import resolve_threads, threads_option
 
@@ -122,6 +129,32 @@ MAX_HOURS = 24.0
     help="grid-search the weights, or use the paper's chosen ones",
 )
 @click.option(
+    "--weights-from",
+    default=None,
+    metavar="RUN",
+    help="use the weights a finished run reported (its id under --results; a unique prefix "
+    "is enough): no grid, only test cells, e.g. to replicate it on other images",
+)
+@click.option(
+    "--test-offset",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="skip the first N test images: 192 restores the next 192 (the replication set)",
+)
+@click.option(
+    "--test-images",
+    type=click.IntRange(min=1),
+    default=None,
+    help="override the preset's number of test images (a run of its own)",
+)
+@click.option(
+    "--iters",
+    type=click.IntRange(min=1),
+    default=None,
+    help="override the preset's solver iterations, e.g. the paper's 1500 (a run of its own)",
+)
+@click.option(
     "--checkpoint",
     default=None,
     help="trained flow (default results/checkpoints/DATASET-PRESET-coupling.pt, "
@@ -156,6 +189,10 @@ def run(
     scheduler,
     select_on,
     weights,
+    weights_from,
+    test_offset,
+    test_images,
+    iters,
     checkpoint,
     force,
     max_hours,
@@ -181,14 +218,16 @@ def run(
     if _check_table(table, ood_dataset) == "general":
         from bench.cli.general import run_general
 
+        check_table1_only(weights_from, test_offset, test_images, iters)
         _check_execution(None, backend, scheduler)
         options = dict(locals())
         options["ood_dataset"] = ood_dataset or GENERAL_OOD_DATASET
         run_general(options)
         return
-    p = get_preset(preset)
+    p = sized_preset(get_preset(preset), test_images, iters)
     dev = resolve_device(device)
-    plan = runner.plan_table1(p, methods, tasks, select_on, weights)
+    chosen, weights, weights_from = borrowed_weights(weights_from, weights, results_dir)
+    plan = runner.plan_table1(p, methods, tasks, select_on, weights, chosen, weights_from)
     # refuse now, before training or solving, a reports folder made from another dataset or
     # preset; the run's own id is checked as soon as it is known (check_run below)
     targets = report.table1_paths(out)
@@ -197,8 +236,9 @@ def run(
     _check_execution(checkpoint, backend, scheduler)
 
     inputs = check_inputs(
-        plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace, arch
-    )
+        plan, dataset, data_root, checkpoint, results_dir, seed, dev, force, progress, replace,
+        arch, test_offset=test_offset,
+    )  # fmt: skip
     if inputs.run_id is not None:  # the run is known (its flow is trained): refuse it now
         P.check(targets, source(inputs.run_id), replace)
     fused = fused_rows(fuse, max_batch, dev, inputs)
@@ -234,6 +274,9 @@ def run(
         fuse=fuse,
         max_batch=max_batch,
         precision=precision,
+        test_offset=test_offset,
+        chosen=chosen,
+        weights_from=weights_from,
     )
     path = _write_report(result, targets, source(result.run_id), out, replace)
     _say_done(result, path, out)

@@ -23,6 +23,7 @@ def check_inputs(
     replace,
     arch,
     flow_dataset=None,
+    test_offset=0,
 ):
     """Everything the run reads, checked before any estimate is printed: the images each
     stage really loads (a partial CelebA copy may hold fewer than the preset asks: the plan
@@ -35,7 +36,7 @@ def check_inputs(
     p = plan.preset
     flow_ds = flow_dataset or dataset
     test, select = runner.stage_images(
-        dataset, data_root, p, plan.select_on, plan.weights, progress
+        dataset, data_root, p, plan.select_on, plan.weights, progress, test_offset
     )
     loaded = {"test": len(test)} if select is None else {"test": len(test), "select": len(select)}
     plan = plan.with_images(**loaded)
@@ -74,6 +75,46 @@ def check_inputs(
         out.status = runner.cell_status(plan, run_dir, force)
         out.run_id = run_dir.name
     return out
+
+
+def sized_preset(preset, test_images: int | None, iters: int | None):
+    """The preset with `bench run --test-images` and `--iters` applied (None: the preset's
+    own). A changed size is part of the preset stored in the run's key: a run of its own."""
+    sizes = {"test_images": test_images, "iters": iters}
+    return preset.with_(**{k: v for k, v in sizes.items() if v is not None})
+
+
+def borrowed_weights(weights_from: str | None, weights: str, results_dir):
+    """(chosen, weights mode, run id) for `bench run --weights-from RUN`: the weights the
+    stored run RUN reported (`runner.stored_selection`), mode 'run' and its full id; without
+    it (None, `weights`, None). BenchError for --weights paper with it, or a run not found or
+    not complete."""
+    from bench import runner
+    from bench.errors import BenchError
+
+    if weights_from is None:
+        return None, weights, None
+    if weights != "grid":
+        raise BenchError(f"--weights-from takes its weights from a run: drop --weights {weights}")
+    run_dir = runner.find_run(results_dir, weights_from, option="--weights-from")
+    return runner.stored_selection(run_dir), "run", run_dir.name
+
+
+def check_table1_only(weights_from, test_offset, test_images, iters) -> None:
+    """BenchError for the Table 1 options that --table general does not take."""
+    from bench.errors import BenchError
+
+    given = {
+        "--weights-from": weights_from is not None,
+        "--test-offset": bool(test_offset),
+        "--test-images": test_images is not None,
+        "--iters": iters is not None,
+    }
+    used = [name for name, on in given.items() if on]
+    if used:
+        raise BenchError(
+            f"{', '.join(used)} only apply to --table 1: the general table has its own sizes"
+        )
 
 
 def needs_flow(plan) -> bool:

@@ -41,6 +41,27 @@ FIGURE1_FILE = "fig1_samples.png"
     help="override the preset's number of epochs",
 )
 @click.option(
+    "--width",
+    type=click.IntRange(min=1),
+    default=None,
+    help="override the preset's hidden width (the default checkpoint is then "
+    "DATASET-PRESET-ARCH-wWIDTH.pt)",
+)
+@click.option(
+    "--keep-epochs",
+    default=None,
+    metavar="N,N,...",
+    help="also keep the checkpoint after each of these epochs, as NAME.epochNN.pt beside the "
+    "checkpoint (a finished training of that many epochs)",
+)
+@click.option(
+    "--max-minutes",
+    type=click.FloatRange(min=0, min_open=True),
+    default=None,
+    help="time budget: stop after the last epoch that leaves room for another as long; the "
+    "checkpoint is then a finished training of the epochs done",
+)
+@click.option(
     "--checkpoint",
     default=None,
     help="checkpoint file (default results/checkpoints/DATASET-PRESET-ARCH.pt)",
@@ -66,6 +87,9 @@ def train(
     data_root,
     arch,
     epochs,
+    width,
+    keep_epochs,
+    max_minutes,
     checkpoint,
     results_dir,
     seed,
@@ -84,6 +108,11 @@ def train(
     p = get_preset(preset)
     if epochs is not None:
         p = p.with_(epochs=epochs)
+    if width is not None and width != p.hidden:
+        p = p.with_(hidden=width)
+        if checkpoint is None:
+            checkpoint = str(width_checkpoint_path(dataset, preset, arch, width, results_dir))
+    kept = parse_epochs(keep_epochs, p.epochs)
     if threads is not None:
         set_threads(threads)
     result = run_train(
@@ -102,12 +131,43 @@ def train(
         replace=replace,
         # auto: read just before the first batch, after any refusal (which stays one line)
         before_training=None if threads is not None else lambda: set_threads(None),
+        keep_epochs=kept,
+        max_minutes=max_minutes,
     )
     m = result.meta
     click.echo(
         f"checkpoint: {m['path']} ({m['num_params']:,} parameters, {m['epochs']} "
         f"epochs, valid {m['val_bpd']:.3f} bits/dim, fingerprint {m['fingerprint']})"
     )
+
+
+def width_checkpoint_path(dataset: str, preset: str, arch: str, width: int, results_dir) -> Path:
+    """The default checkpoint of `bench train --width W` when W is not the preset's width:
+    results/checkpoints/DATASET-PRESET-ARCH-wW.pt."""
+    from bench.train import default_checkpoint_path
+
+    path = default_checkpoint_path(dataset, preset, arch, results_dir)
+    return path.with_name(f"{path.stem}-w{width}{path.suffix}")
+
+
+def parse_epochs(value: str | None, epochs: int) -> list[int]:
+    """--keep-epochs as a sorted list of epochs; BenchError (one line) for anything but
+    comma-separated integers in 1..`epochs`."""
+    from bench.errors import BenchError
+
+    if value is None:
+        return []
+    try:
+        kept = sorted({int(v) for v in value.split(",") if v.strip()})
+    except ValueError:
+        raise BenchError(
+            f"--keep-epochs {value!r} is not a list of epochs: use e.g. 1,3,6,12,24"
+        ) from None
+    if not kept or kept[0] < 1 or kept[-1] > epochs:
+        raise BenchError(
+            f"--keep-epochs {value!r}: give epochs between 1 and the {epochs} trained, e.g. 1,3,6"
+        )
+    return kept
 
 
 @main.command()

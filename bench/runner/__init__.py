@@ -79,7 +79,7 @@ from bench.runner.plan import (
     weight_key,
 )
 from bench.runner.run import RunLedger, RunResult, acquire_run_lock, run_table1, stage_images
-from bench.runner.selection import best_weight, cell_mean_psnr, select_weights
+from bench.runner.selection import best_weight, cell_mean_psnr, select_weights, stored_selection
 from bench.runner.store import (
     CellStatus,
     cell_done,
@@ -153,6 +153,7 @@ __all__ = [
     "run_table1",
     "runs_root",
     "select_weights",
+    "stored_selection",
     "stage_images",
     "stored_failures",
     "time_method_image",

@@ -134,32 +134,77 @@ def compute_cell(
         method = inp.method
         flow = flow_from(flow_source, ctx.device) if method.needs_flow else None
         t0 = time.perf_counter()
+        trace = None
         with precision(ctx.precision, ctx.device):
-            res = restore_checked(
-                method,
-                flow,
-                inp.task,
-                inp.y,
-                cell.weight,
-                ctx.iters,
-                inp.image_seeds,
-                ctx.device,
-                progress,
-            )
+            if flow is not None and method.fusable:
+                res, trace = solve_cell(cell, inp, flow, ctx, progress)
+            else:
+                res = restore_checked(
+                    method,
+                    flow,
+                    inp.task,
+                    inp.y,
+                    cell.weight,
+                    ctx.iters,
+                    inp.image_seeds,
+                    ctx.device,
+                    progress,
+                )
         seconds = float(getattr(res, "seconds", None) or (time.perf_counter() - t0))
-        return cell_output(cell, ctx, inp, res, seconds)
+        return cell_output(cell, ctx, inp, res, seconds, trace)
 
 
-def cell_output(cell: Cell, ctx: CellContext, inp: CellInputs, res, seconds: float) -> dict:
-    """{'rows', 'restored'} of a cell from its restoration `res` (x, loss, diverged per image)
-    and the `seconds` it took: the restored uint8 images and one scored row per image."""
+def cell_problem(cell: Cell, inp: CellInputs, flow, ctx: CellContext, rows: slice = slice(None)):
+    """The latent problem (`bench.solve.LatentProblem`) of rows `rows` of a cell of a fusable
+    flow method (`FlowMethod.problem`, exactly what its `restore` solves), its objective
+    guarded as a plugin's is (`guarded_objective`)."""
+    from bench.methods import guarded_objective, plugin_call
+
+    method, task = inp.method, inp.task
+    problem = plugin_call(
+        method,
+        task.name,
+        method.problem,
+        flow,
+        task,
+        inp.y[rows],
+        cell.weight,
+        inp.image_seeds[rows],
+        ctx.device,
+    )
+    problem.objective = guarded_objective(method, task.name, problem.objective)
+    return problem
+
+
+def solve_cell(cell: Cell, inp: CellInputs, flow, ctx: CellContext, progress=None):
+    """One cell of a fusable flow method solved alone (the per-cell path: what its `restore`
+    does), traced (`bench.traces`): (Restoration, trace)."""
+    from bench.methods import Restoration
+    from bench.solve import solve_latents
+    from bench.traces import TraceRecorder
+
+    recorder = TraceRecorder(inp.x255)
+    problem = cell_problem(cell, inp, flow, ctx)
+    res = solve_latents(flow, [problem], ctx.iters, progress, trace=recorder)[0]
+    restoration = Restoration(
+        x=res.x.cpu(), loss=res.loss, diverged=res.diverged, seconds=res.seconds
+    )
+    return restoration, recorder.part(slice(None))
+
+
+def cell_output(
+    cell: Cell, ctx: CellContext, inp: CellInputs, res, seconds: float, trace: dict | None = None
+) -> dict:
+    """{'rows', 'restored', 'trace'} of a cell from its restoration `res` (x, loss, diverged per
+    image) and the `seconds` it took: the restored uint8 images, one scored row per image, and
+    its convergence `trace` (`bench.traces`; None for a method that is not a latent solve)."""
     x, loss, diverged = _outcome(res, len(inp.names))
     restored, scores = _score(x, diverged, inp.x255)
     method = inp.method
     iters = int(getattr(res, "iters", ctx.iters) or ctx.iters) if method.needs_flow else 0
     per_image = {**scores, "loss": loss, "diverged": diverged, "image_seed": inp.image_seeds}
     rows = _rows(cell, ctx, method.weight_name, inp.names, per_image, iters, seconds)
-    return {"rows": rows, "restored": restored.numpy()}
+    return {"rows": rows, "restored": restored.numpy(), "trace": trace}
 
 
 def _outcome(res, n: int):

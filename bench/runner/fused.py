@@ -34,6 +34,7 @@ from bench.runner.compute import (
     CellInputs,
     cell_inputs,
     cell_output,
+    cell_problem,
     compute_cell,
     flow_from,
     torch_threads,
@@ -124,7 +125,7 @@ class _Pending:
 
     cell: Cell
     inputs: CellInputs
-    parts: dict[int, tuple] = field(default_factory=dict)  # start -> (x, loss, diverged)
+    parts: dict[int, tuple] = field(default_factory=dict)  # start -> (x, loss, diverged, trace)
     seconds: float = 0.0
     solved: int = 0
 
@@ -180,33 +181,28 @@ class FusedSolver:
                     p.parts = {}
 
     def _solve_chunk(self, flow, chunk: list[tuple[Segment, _Pending]], tick) -> None:
-        """One fused solve of a chunk's rows; each segment's part and share of time recorded
-        (the chunk's time split by generator passes: rows × cost)."""
-        from bench.methods import guarded_objective, plugin_call
-        from bench.solve import solve_latents
+        """One fused solve of a chunk's rows, traced (`bench.traces`); each segment's part and
+        share of time recorded (the chunk's time split by generator passes: rows × cost)."""
+        import torch
 
-        problems = []
-        for seg, p in chunk:
-            inp, rows = p.inputs, slice(seg.start, seg.stop)
-            method, task = inp.method, inp.task
-            problem = plugin_call(
-                method,
-                task.name,
-                method.problem,
-                flow,
-                task,
-                inp.y[rows],
-                p.cell.weight,
-                inp.image_seeds[rows],
-                self.ctx.device,
-            )
-            problem.objective = guarded_objective(method, task.name, problem.objective)
-            problems.append(problem)
+        from bench.solve import row_slices, solve_latents
+        from bench.traces import TraceRecorder
+
+        problems = [
+            cell_problem(p.cell, p.inputs, flow, self.ctx, slice(seg.start, seg.stop))
+            for seg, p in chunk
+        ]
+        recorder = TraceRecorder(
+            torch.cat([p.inputs.x255[seg.start : seg.stop] for seg, p in chunk])
+        )
         with precision(self.ctx.precision, self.ctx.device):
-            results = solve_latents(flow, problems, self.ctx.iters, progress=lambda t: tick())
+            results = solve_latents(
+                flow, problems, self.ctx.iters, progress=lambda t: tick(), trace=recorder
+            )
         passes = sum(seg.rows * p.cost for seg, p in chunk)
-        for (seg, p), res in zip(chunk, results, strict=True):
-            p.parts[seg.start] = (res.x.cpu(), res.loss, res.diverged)
+        slices = row_slices(problems)
+        for (seg, p), res, rows in zip(chunk, results, slices, strict=True):
+            p.parts[seg.start] = (res.x.cpu(), res.loss, res.diverged, recorder.part(rows))
             p.solved += seg.rows
             p.seconds += res.seconds * seg.rows * p.cost / passes
 
@@ -215,15 +211,17 @@ class FusedSolver:
         import torch
 
         from bench.methods import Restoration
+        from bench.traces import join_parts
 
         parts = [p.parts[s] for s in sorted(p.parts)]
         res = Restoration(
-            x=torch.cat([x for x, _, _ in parts]),
-            loss=np.concatenate([loss for _, loss, _ in parts]),
-            diverged=np.concatenate([d for _, _, d in parts]),
+            x=torch.cat([part[0] for part in parts]),
+            loss=np.concatenate([part[1] for part in parts]),
+            diverged=np.concatenate([part[2] for part in parts]),
             seconds=p.seconds,
         )
-        return cell_output(p.cell, self.ctx, p.inputs, res, p.seconds)
+        trace = join_parts([part[3] for part in parts])
+        return cell_output(p.cell, self.ctx, p.inputs, res, p.seconds, trace)
 
 
 def compute_unit(cells: list[Cell], stages, flow_source, ctx: CellContext, threads, max_batch):

@@ -42,6 +42,11 @@ def run_key(
     other = {"flow_dataset": flow_dataset} if flow_dataset and flow_dataset != dataset else {}
     if precision != "fp32":
         other["precision"] = precision
+    if plan.weights == "run":  # weights another run selected (`bench run --weights-from`)
+        other["weights_from"] = {
+            "run": plan.weights_from,
+            "weights": {f"{m}/{t}": w for (m, t), w in sorted(plan.chosen.items())},
+        }
     return {
         **other,
         "format": RUN_FORMAT,

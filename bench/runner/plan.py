@@ -13,7 +13,7 @@ from bench.errors import BenchError
 from bench.runner.layout import CELLS_DIR, STAGES
 
 SELECT_ON = ("valid", "test")
-WEIGHT_MODES = ("grid", "paper")
+WEIGHT_MODES = ("grid", "paper", "run")
 
 
 @dataclass(frozen=True)
@@ -58,6 +58,9 @@ class Plan:
     grid_cells: list[Cell]  # the grid: stage 'select' (valid) or 'test' (select_on='test')
     fixed_cells: list[Cell]  # test cells whose weight is known up front
     labels: dict[tuple[str, float | None], str] = field(default_factory=dict)
+    # weights='run': the run the weights come from and what it chose per (method, task)
+    weights_from: str | None = None
+    chosen: dict[tuple[str, str], float | None] = field(default_factory=dict)
     # images actually loaded per stage ('select', 'test'), set once they are known
     # (`with_images`); until then a stage counts the preset's number
     loaded: dict[str, int] = field(default_factory=dict)
@@ -172,8 +175,11 @@ def resolve_tasks(value: str | Sequence[str] | None) -> list[str]:
 # ---- the plan ----------------------------------------------------------------------------------
 @dataclass
 class _Draft:
-    """A plan's per-method parts while `plan_table1` builds them, in the order it adds them."""
+    """A plan's per-method parts while `plan_table1` builds them, in the order it adds them
+    (`chosen`, `weights_from`: the weights of another run, for weights='run')."""
 
+    chosen: dict[tuple[str, str], float | None] = field(default_factory=dict)
+    weights_from: str | None = None
     weight_names: dict[str, str | None] = field(default_factory=dict)
     grids: dict[str, tuple] = field(default_factory=dict)
     labels: dict[tuple[str, float | None], str] = field(default_factory=dict)
@@ -234,6 +240,13 @@ def _add_weight(draft: _Draft, m: str, t: str, method, grid: tuple, weights: str
     grid value), skipped (no paper weight), or selected on the grid."""
     if method.weight_name is None:
         draft.fixed[(m, t)] = (None, "no weight")
+    elif weights == "run":
+        if draft.chosen.get((m, t)) is None:
+            draft.skipped[(m, t)] = (
+                f"run {draft.weights_from} chose no {method.weight_name} for {m} on {t}"
+            )
+        else:
+            draft.fixed[(m, t)] = (float(draft.chosen[(m, t)]), f"run {draft.weights_from}")
     elif weights == "paper":
         w = method.paper_weight(t)
         if w is not None:
@@ -254,17 +267,26 @@ def plan_table1(
     tasks: str | Sequence[str] | None = None,
     select_on: str = "valid",
     weights: str = "grid",
+    chosen: dict[tuple[str, str], float | None] | None = None,
+    weights_from: str | None = None,
 ) -> Plan:
     """The cells of a Table 1 run. Raises BenchError (before any work) for unknown methods or
-    tasks, an unknown selection mode, or an empty weight grid."""
+    tasks, an unknown selection mode, or an empty weight grid.
+
+    `weights`: 'grid' (selected on the grid), 'paper' (the paper's chosen weights) or 'run'
+    (`chosen`, the weight per (method, task) that the run `weights_from` selected: its test
+    cells rerun on other images or iterations, `bench run --weights-from`; a pair it has no
+    weight for is skipped, saying so)."""
     from bench.methods import get_method
 
     _check_plan_options(preset, select_on, weights)
+    if weights == "run" and (chosen is None or not weights_from):
+        raise BenchError("weights 'run' needs the chosen weights and the run they come from")
     method_names = resolve_methods(methods)
     task_names = resolve_tasks(tasks)
     grid_stage = "select" if select_on == "valid" else "test"
 
-    d = _Draft()
+    d = _Draft(chosen=dict(chosen or {}), weights_from=weights_from)
     for m in method_names:
         _add_method(d, m, get_method(m), preset, task_names, weights)
 
@@ -295,4 +317,6 @@ def plan_table1(
         grid_cells=grid_cells,
         fixed_cells=fixed_cells,
         labels=d.labels,
+        weights_from=d.weights_from,
+        chosen=d.chosen,
     )

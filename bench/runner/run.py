@@ -51,12 +51,16 @@ def stage_images(
     select_on: str = "valid",
     weights: str = "grid",
     progress: bool = True,
+    test_offset: int = 0,
 ):
-    """The images a run loads: the test set, and the valid images of a grid on valid images
-    (else None), both bench.data.ImageSet."""
+    """The images a run loads: the test set (after the first `test_offset` test images: the
+    replication set of `bench run --test-offset`), and the valid images of a grid on valid
+    images (else None), both bench.data.ImageSet."""
     from bench import data
 
-    test = data.load_images(dataset, "test", data_root, limit=preset.test_images, progress=progress)
+    test = data.load_images(
+        dataset, "test", data_root, limit=preset.test_images, progress=progress, offset=test_offset
+    )
     select_set = None
     if weights == "grid" and select_on == "valid":
         select_set = data.load_images(
@@ -100,6 +104,9 @@ def run_table1(
     fuse: bool = True,
     max_batch: int | None = None,
     precision: str = "fp32",
+    test_offset: int = 0,
+    chosen: dict | None = None,
+    weights_from: str | None = None,
 ) -> RunResult:
     """Run (or resume) Table 1 with a trained `flow` and store one row per image and cell.
 
@@ -123,12 +130,13 @@ def run_table1(
     (`bench.runner.fused`; None: `fused.default_max_batch`); ``fuse=False`` solves each cell
     alone. Both store the same cells and rows (equal up to batch-size rounding). `precision`
     (`bench.precision`: fp32, tf32, bf16) is the solves' arithmetic; not fp32, it is part of the
-    run's id."""
+    run's id. `test_offset` skips the first test images (`stage_images`); `weights='run'` takes
+    the weights `chosen` by the run `weights_from` (`plan_table1`)."""
     from bench import tasks as T
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     started = time.perf_counter()
-    plan = plan_table1(preset, methods, tasks, select_on, weights)
+    plan = plan_table1(preset, methods, tasks, select_on, weights, chosen, weights_from)
     threads = _check_execution(backend, jobs, scheduler, threads)
     check_precision(precision, device)
     if max_batch is not None and (
@@ -143,7 +151,9 @@ def run_table1(
             from bench.runner.fused import default_max_batch
 
             max_batch = default_max_batch(device, flow.arch_config.get("hidden"))
-        test, select_set = stage_images(dataset, data_root, preset, select_on, weights, progress)
+        test, select_set = stage_images(
+            dataset, data_root, preset, select_on, weights, progress, test_offset
+        )
         key = run_key(
             plan, dataset, test, select_set, fingerprint, seed, device, flow_dataset, precision
         )
@@ -293,7 +303,7 @@ class RunLedger:
 
     def store(self, cell: Cell, out: dict) -> None:
         """Store one computed cell."""
-        write_cell(self.run_dir, cell, out["rows"], out["restored"])
+        write_cell(self.run_dir, cell, out["rows"], out["restored"], out.get("trace"))
         self.computed.append(str(cell))
 
     def pending(self, cells: list[Cell]) -> list[Cell]:

@@ -64,3 +64,26 @@ def best_weight(means) -> tuple[float | None, float]:
         if not math.isnan(psnr) and (best is None or psnr > best_psnr):
             best, best_psnr = w, psnr
     return best, best_psnr
+
+
+def stored_selection(run_dir) -> dict[tuple[str, str], float | None]:
+    """The weight a stored run reported per (method, task) (its manifest's selection: chosen
+    on its grid, the paper's, or none for a weightless method), for `bench run --weights-from`.
+    BenchError when the run is not complete, so its selection may still change."""
+    from pathlib import Path
+
+    from bench.errors import BenchError
+    from bench.runner.store import read_manifest
+
+    man = read_manifest(run_dir)
+    if not man.get("complete"):
+        raise BenchError(
+            f"run {Path(run_dir).name} is not complete, so its weights are not all chosen: "
+            "finish it (rerun its command) before taking its weights"
+        )
+    out: dict[tuple[str, str], float | None] = {}
+    for method, tasks in (man.get("selection") or {}).items():
+        for task, entry in tasks.items():
+            weight = entry.get("weight") if isinstance(entry, dict) else None
+            out[(method, task)] = None if weight is None else float(weight)
+    return out

@@ -106,10 +106,15 @@ def cell_status(plan: Plan, run_dir: Path | None = None, force: bool = False) ->
     return CellStatus(finished, todo)
 
 
-def write_cell(run_dir: Path, cell: Cell, rows, restored: np.ndarray) -> Path:
-    """Store one finished cell: the restored images (.npy) first, then the rows (.csv): the
-    CSV's existence marks the cell finished."""
+def write_cell(
+    run_dir: Path, cell: Cell, rows, restored: np.ndarray, trace: dict | None = None
+) -> Path:
+    """Store one finished cell: the restored images (.npy) and its convergence trace
+    (`bench.traces`, when it has one) first, then the rows (.csv): the CSV's existence marks
+    the cell finished."""
     import pandas as pd
+
+    from bench.traces import trace_frame, trace_path
 
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(rows, columns=CSV_COLUMNS)
     csv_path = run_dir / cell.relpath(".csv")
@@ -117,6 +122,12 @@ def write_cell(run_dir: Path, cell: Cell, rows, restored: np.ndarray) -> Path:
         run_dir / cell.relpath(".npy"),
         lambda f: np.save(f, np.ascontiguousarray(restored, dtype=np.uint8)),
     )
+    path = trace_path(run_dir, cell)
+    if trace is not None:
+        table = trace_frame(trace, list(frame["image"]))
+        atomic_write(path, lambda f: table.to_csv(f, index=False, float_format="%.6g"), mode="w")
+    elif path.exists():  # a recomputed cell keeps no trace of an earlier computation
+        path.unlink()
     atomic_write(csv_path, lambda f: frame.to_csv(f, index=False), mode="w")
     return csv_path
 
