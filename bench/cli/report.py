@@ -32,6 +32,7 @@ def report(results_dir, out, run_id, replace) -> None:
     from bench.cli.general import recorded_general_runs, write_general_reports
     from bench.cli.stores import is_general_run
     from bench.runner import list_runs
+    from bench.scale import read_record as scale_record
 
     general = recorded_general_runs(results_dir, out)
     if general and run_id is None and all(is_general_run(d) for d in list_runs(results_dir)):
@@ -65,3 +66,8 @@ def report(results_dir, out, run_id, replace) -> None:
         P.record([claims], claims_src)
     if general:  # general.md, from the runs it was made from (`bench run --table general`)
         click.echo(f"report: {write_general_reports(general, out, replace)}")
+    if scale_record(results_dir):  # scale.md, from the study's runs (`bench scale`)
+        from bench.report.scale import write_scale_report
+
+        with lock_reports(out):
+            click.echo(f"report: {write_scale_report(results_dir, out, replace)}")

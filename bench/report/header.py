@@ -51,6 +51,9 @@ def selection_line(man: dict) -> str:
     """How the run chose its weights: the paper's, or a grid search on which images."""
     if man.get("weights") == "paper":
         return "the paper's chosen weights (`--weights paper`), no grid search"
+    if man.get("weights") == "run":
+        source = ((man.get("key") or {}).get("weights_from") or {}).get("run", "?")
+        return f"the weights run `{source}` selected (`--weights-from {source}`), no grid search"
     if man.get("select_on") == "test":
         return (
             "grid search directly on the test images, best mean PSNR reported "

@@ -1,0 +1,28 @@
+"""The scale study: the iteration budget, the prior's strength and the replication set
+(`bench scale`, reports/scale.md)."""
+
+from bench.scale.study import (
+    BUDGET_ITERS,
+    PARTS,
+    REPLICATION_OFFSET,
+    SCALE_FILE,
+    SUBSET_IMAGES,
+    part_settings,
+    read_record,
+    record_path,
+    run_part,
+    write_record,
+)
+
+__all__ = [
+    "BUDGET_ITERS",
+    "PARTS",
+    "REPLICATION_OFFSET",
+    "SCALE_FILE",
+    "SUBSET_IMAGES",
+    "part_settings",
+    "read_record",
+    "record_path",
+    "run_part",
+    "write_record",
+]
