@@ -1,4 +1,4 @@
-"""Convergence traces (docs/PROTOCOL.md §9): each image's PSNR and objective at log-spaced
+"""Convergence traces (docs/PROTOCOL.md §10): each image's PSNR and objective at log-spaced
 steps of a latent solve (`bench.solve.trace_steps`: 0, 1, 2, 5, 10, 20, 50, ... and the last),
 taken from the G(z) and the loss that the iteration computes anyway, and stored beside the cell
 (traces/<stage>/<cell>.csv, one row per image and step).

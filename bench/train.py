@@ -135,7 +135,7 @@ def train(
 
     `keep_epochs`: after each of these epochs, the checkpoint is also copied to
     `kept_epoch_path` (<name>.epochNN.pt), a finished training of that many epochs (the flows
-    of a prior-strength sweep, docs/PROTOCOL.md §9). `max_minutes`: a time budget for this
+    of a prior-strength sweep, docs/PROTOCOL.md §10). `max_minutes`: a time budget for this
     call's epochs; training stops after the last epoch that leaves room for another as long,
     and the checkpoint is then a finished training of the epochs done (ValueError unless > 0)."""
     if max_minutes is not None and not max_minutes > 0:

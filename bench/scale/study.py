@@ -1,4 +1,4 @@
-"""The scale study (docs/PROTOCOL.md §9, "Scale"): how the verdicts of a Table 1 run (the
+"""The scale study (docs/PROTOCOL.md §10): how the verdicts of a Table 1 run (the
 *baseline*) move with the iteration budget, the prior's strength and other images. Each part is
 an ordinary Table 1 run in the store, made with the baseline's own selected weights
 (`bench run --weights-from`), and recorded by role in RESULTS/scale.json, from which
