@@ -40,12 +40,14 @@ Trace = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], None]
 
 
 def trace_steps(iters: int) -> tuple[int, ...]:
-    """The Adam steps at which a solve of `iters` steps is traced: 0 (z0), the 1-2-5 sequence
-    1, 2, 5, 10, 20, 50, ... below `iters`, and `iters` itself (the returned iterate)."""
+    """The Adam steps at which a solve of `iters` steps is traced: 0 (z0), the log-spaced
+    1, 2, 3, 5, 10, 20, 30, 50, ... below `iters` (3 and its decades: the `cpu` preset's 300
+    iterations are a traced step of any longer solve), and `iters` itself (the returned
+    iterate)."""
     steps = {0, int(iters)}
     decade = 1
     while decade < iters:
-        steps.update(m * decade for m in (1, 2, 5) if m * decade < iters)
+        steps.update(m * decade for m in (1, 2, 3, 5) if m * decade < iters)
         decade *= 10
     return tuple(sorted(steps))
 

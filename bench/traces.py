@@ -1,5 +1,5 @@
 """Convergence traces (docs/PROTOCOL.md §10): each image's PSNR and objective at log-spaced
-steps of a latent solve (`bench.solve.trace_steps`: 0, 1, 2, 5, 10, 20, 50, ... and the last),
+steps of a latent solve (`bench.solve.trace_steps`: 0, 1, 2, 3, 5, 10, 20, 30, ... and the last),
 taken from the G(z) and the loss that the iteration computes anyway, and stored beside the cell
 (traces/<stage>/<cell>.csv, one row per image and step).
 

@@ -28,10 +28,12 @@ def images():
     return torch.randint(0, 256, (len(NAMES), 3, 32, 32), generator=g, dtype=torch.uint8)
 
 
-def test_trace_steps_are_the_1_2_5_sequence_with_zero_and_the_last():
-    assert trace_steps(300) == (0, 1, 2, 5, 10, 20, 50, 100, 200, 300)
-    assert trace_steps(1500) == (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 1500)
-    assert trace_steps(10) == (0, 1, 2, 5, 10)
+def test_trace_steps_are_log_spaced_with_zero_and_the_last():
+    assert trace_steps(300) == (0, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 300)
+    assert trace_steps(1500) == (
+        0, 1, 2, 3, 5, 10, 20, 30, 50, 100, 200, 300, 500, 1000, 1500
+    )  # fmt: skip
+    assert trace_steps(10) == (0, 1, 2, 3, 5, 10)
     assert trace_steps(1) == (0, 1)
     assert trace_steps(0) == (0,)
 
@@ -57,9 +59,9 @@ def test_a_trace_never_changes_the_solve_and_ends_at_the_returned_image(images):
     recorder = traces.TraceRecorder(images)
     traced = solve_latents(flow, [_problem(flow, images)], 12, trace=recorder)[0]
     assert torch.equal(plain.z, traced.z) and torch.equal(plain.x, traced.x)
-    assert recorder.steps == [0, 1, 2, 5, 10, 12]
+    assert recorder.steps == [0, 1, 2, 3, 5, 10, 12]
     part = recorder.part(slice(None))
-    assert part["psnr"].shape == (6, len(NAMES))
+    assert part["psnr"].shape == (7, len(NAMES))
     np.testing.assert_array_equal(part["psnr"][-1], traces.batch_psnr(plain.x, images).numpy())
     np.testing.assert_allclose(part["objective"][-1], plain.loss, rtol=1e-6)
     # the solve makes progress: the objective falls from z0 to the last step on every image
@@ -83,6 +85,7 @@ def test_a_diverged_row_is_traced_as_nan_from_its_divergence(images):
     recorder = traces.TraceRecorder(images)
     solve_latents(flow, [problem], 5, trace=recorder)
     part = recorder.part(slice(None))
+    assert recorder.steps == [0, 1, 2, 3, 5]
     assert np.isfinite(part["psnr"][:2]).all()  # steps 0 and 1
     assert np.isnan(part["psnr"][2:, 1]).all() and np.isnan(part["objective"][2:, 1]).all()
     assert np.isfinite(part["psnr"][:, [0, 2, 3]]).all()
