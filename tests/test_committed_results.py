@@ -99,3 +99,15 @@ def test_general_table_is_rebuilt_from_the_committed_runs(monkeypatch):
     assert md == _read(GENERAL_FILE)
     for d in runs:
         assert f"`{d.name}`" in md
+
+
+def test_scale_study_is_rebuilt_from_the_committed_runs(monkeypatch, tmp_path):
+    from bench.report.scale import SCALE_MD, render_scale
+    from bench.scale import read_record
+
+    if not (REPORTS / SCALE_MD).is_file():
+        pytest.skip("no committed reports/scale.md")
+    monkeypatch.chdir(REPO)
+    record = read_record("results")
+    assert record, "scale.md's study is recorded in results/scale.json"
+    assert render_scale(record, "results", tmp_path) == _read(SCALE_MD)
