@@ -136,17 +136,20 @@ def test_solver_timing_builds_the_flow_of_its_config(monkeypatch):
 
 # ---- common options ----------------------------------------------------------------------------
 COMMON = {  # option -> (parameter default, commands that take it)
-    "--device": ("auto", {"train", "sample", "run", "findings", "ablation", "perf"}),
-    "--no-progress": (True, {"train", "run", "findings", "ablation"}),
-    "--threads": ("auto", {"train", "sample", "run", "findings", "ablation", "perf"}),
+    "--device": ("auto", {"train", "sample", "run", "findings", "ablation", "perf", "scale"}),
+    "--no-progress": (True, {"train", "run", "findings", "ablation", "scale"}),
+    "--threads": ("auto", {"train", "sample", "run", "findings", "ablation", "perf", "scale"}),
     "--results": (
         "results",
-        {"train", "sample", "run", "report", "findings", "ablation", "perf", "compare"},
+        {"train", "sample", "run", "report", "findings", "ablation", "perf", "compare", "scale"},
     ),
-    "--out": ("reports", {"sample", "run", "report", "findings", "ablation", "perf", "compare"}),
+    "--out": (
+        "reports",
+        {"sample", "run", "report", "findings", "ablation", "perf", "compare", "scale"},
+    ),
     "--seed": (0, {"train", "sample", "run", "findings", "ablation"}),
     "--dataset": ("builtin", {"train", "sample", "run"}),
-    "--data-root": (None, {"train", "run", "findings"}),
+    "--data-root": (None, {"train", "run", "findings", "scale"}),
 }
 
 
