@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# The scale study (docs/PROTOCOL.md §10) on a 2-core CPU, part by part, each resumable:
+#   bash scripts/scale_study.sh /path/to/celeba [PART ...]
+# PARTS: overhead replication budget train-epochs sweep-epochs train-wide sweep-wide
+# (default: all, in that order). The baseline is the Table 1 run reports/table1.md was made
+# from; reports/scale.md is rebuilt after each part. Times on the development machine (2 CPUs)
+# are in reports/README.md ("The scale study").
+set -euo pipefail
+DATA=${1:?usage: bash scripts/scale_study.sh CELEBA_DIR [PART ...]}
+shift
+PARTS=${*:-overhead replication budget train-epochs sweep-epochs train-wide sweep-wide}
+CK=results/checkpoints
+SWEEP=$CK/celeba-cpu-coupling-sweep.pt
+EPOCHS=(1 3 6 12 22 24)
+WIDE=(256)
+T="--threads 2 --no-progress"
+stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
+
+for part in $PARTS; do
+  case $part in
+    overhead)
+      stamp "trace overhead"
+      python scripts/trace_overhead.py --rows 128 --iters 100 --rounds 5 ;;
+    replication|budget)
+      stamp "$part"
+      bench scale --part "$part" --data-root "$DATA" $T ;;
+    train-epochs)
+      stamp "the cpu flow again, kept after epochs ${EPOCHS[*]}"
+      # a finished training is not extended: rerunning the script reuses its checkpoints
+      bench train --preset cpu --dataset celeba --data-root "$DATA" --checkpoint "$SWEEP" \
+        --keep-epochs "$(IFS=,; echo "${EPOCHS[*]}")" $T ;;
+    sweep-epochs)
+      for e in "${EPOCHS[@]}"; do
+        stamp "sweep, epoch $e"
+        bench scale --part sweep --data-root "$DATA" \
+          --checkpoint "$CK/celeba-cpu-coupling-sweep.epoch$(printf %02d "$e").pt" $T
+      done ;;
+    train-wide)
+      for w in "${WIDE[@]}"; do
+        stamp "width $w, 40 minutes"
+        # a time-budgeted training stops as a finished one; rerunning the same command would
+        # train it further, so an existing checkpoint is kept as it is
+        [ -f "$CK/celeba-cpu-coupling-w$w.pt" ] && { echo "kept $CK/celeba-cpu-coupling-w$w.pt"; continue; }
+        bench train --preset cpu --dataset celeba --data-root "$DATA" --width "$w" \
+          --max-minutes 40 $T
+      done ;;
+    sweep-wide)
+      for w in "${WIDE[@]}"; do
+        stamp "sweep, width $w"
+        bench scale --part sweep --data-root "$DATA" \
+          --checkpoint "$CK/celeba-cpu-coupling-w$w.pt" $T
+      done ;;
+    *) echo "unknown part $part" >&2; exit 2 ;;
+  esac
+done
+stamp done
