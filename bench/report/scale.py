@@ -17,20 +17,13 @@ from bench.findings import claim_results, compare, test_cells
 from bench.report.frames import load_run
 from bench.report.header import images_line, model_line, preset_line
 from bench.report.keyed_tables import CLAIMS
+from bench.report.scale_common import FIGURES_DIR, bpd_key, cells_of, diff_text
+from bench.report.scale_sweep import PRIOR_PNG, direction, sweep_section, trend
 from bench.report.text import md_table, num
 from bench.runner import find_run
 
 SCALE_MD = "scale.md"
-FIGURES_DIR = "scale"
 CONVERGENCE_PNG = "convergence.png"
-PRIOR_PNG = "prior_strength.png"
-# the solver against: the L1 fits without its prior term, GlowIP, BM3D (sweep comparisons)
-SWEEP_PAIRS = (
-    ("ours", "l1-z0", "the likelihood term (vs the L1 fit from z₀ = 0, no prior)"),
-    ("ours", "ours-released", "the likelihood term (vs α = 0, same z₀)"),
-    ("ours", "glowip", "the margin over GlowIP"),
-    ("ours", "bm3d", "the margin over BM3D"),
-)
 
 
 def scale_paths(out_dir: str | Path) -> list[Path]:
@@ -66,27 +59,6 @@ def write_scale_report(results_dir: str | Path, out_dir: str | Path, replace: bo
     return path
 
 
-def _cells(results_dir, run_id: str | None, rename: dict | None = None, images=None) -> dict:
-    """A stored run's reported test cells (`test_cells`), methods renamed by `rename`, rows
-    restricted to `images` (names) when given; {} for no run."""
-    if not run_id:
-        return {}
-    cells = test_cells(load_run(find_run(results_dir, run_id)))
-    out = {}
-    for (m, t), frame in cells.items():
-        if images is not None:
-            frame = frame.loc[frame.index.isin(images)]
-        out[((rename or {}).get(m, m), t)] = frame
-    return out
-
-
-def _diff(r: dict | None, key: str = "psnr", digits: int = 2) -> str:
-    if r is None:
-        return "—"
-    d = r[key]
-    return f"{num(d['mean'], digits)} [{num(d['lo'], digits)}, {num(d['hi'], digits)}]"
-
-
 def render_scale(record: dict, results_dir, out_dir) -> str:
     """The whole of scale.md."""
     parts = record.get("parts", {})
@@ -111,7 +83,7 @@ def render_scale(record: dict, results_dir, out_dir) -> str:
     lines += _convergence_section(parts.get("budget"), results_dir, out_dir)
     budget = _budget_section(parts.get("budget"), base, results_dir)
     lines += budget["lines"]
-    sweep = _sweep_section(parts.get("sweep") or {}, base, results_dir, out_dir)
+    sweep = sweep_section(parts.get("sweep") or {}, base, results_dir, out_dir)
     lines += sweep["lines"]
     replication = _replication_section(parts.get("replication"), base, results_dir)
     lines += replication["lines"]
@@ -124,7 +96,7 @@ def _runs_section(record: dict, results_dir) -> list[str]:
 
     parts = record.get("parts", {})
     runs = [("replication", parts.get("replication")), ("budget", parts.get("budget"))]
-    for fp, flow in sorted((parts.get("sweep") or {}).items(), key=lambda kv: _bpd_key(kv[1])):
+    for fp, flow in sorted((parts.get("sweep") or {}).items(), key=lambda kv: bpd_key(kv[1])):
         runs += [(f"sweep, flow `{fp}` ({role})", flow.get(role)) for role in ("selected", "paper")]
     lines = ["## The runs", ""]
     for what, run_id in runs:
@@ -142,11 +114,6 @@ def _runs_section(record: dict, results_dir) -> list[str]:
             f"model `{man['model'].get('fingerprint')}`{cost}; command(s): {commands}"
         )
     return [*lines, ""]
-
-
-def _bpd_key(flow: dict) -> float:
-    v = flow.get("val_bpd")
-    return -float(v) if isinstance(v, (int, float)) else math.inf
 
 
 def _convergence_section(run_id, results_dir, out_dir) -> list[str]:
@@ -219,7 +186,7 @@ def _budget_section(run_id, base, results_dir) -> dict:
     run = load_run(find_run(results_dir, run_id))
     long_cells = test_cells(run)
     names = sorted({n for frame in long_cells.values() for n in frame.index})
-    short_cells = _cells(results_dir, base.manifest["run_id"], images=names)
+    short_cells = cells_of(results_dir, base.manifest["run_id"], images=names)
     iters, base_iters = run.manifest["preset"]["iters"], base.manifest["preset"]["iters"]
     body = []
     for m, t in sorted(long_cells):
@@ -227,7 +194,9 @@ def _budget_section(run_id, base, results_dir) -> dict:
         if both[("short", t)] is None:
             continue
         r = compare(both, "long", "short", t)
-        body.append([t, m, _diff(r), _diff(r, "ssim", 4), str(r["psnr"]["n"]) if r else "—"])
+        body.append(
+            [t, m, diff_text(r), diff_text(r, "ssim", 4), str(r["psnr"]["n"]) if r else "—"]
+        )
     lines += [
         f"Each method at the baseline's weight, {iters} − {base_iters} iterations, on the same "
         f"{len(names)} test images:",
@@ -277,157 +246,12 @@ def _claims_pair_table(a: dict, b: dict, a_name: str, b_name: str) -> list[str]:
                 continue
             same = "yes" if ra["verdict"] == rb["verdict"] else "**no**"
             body.append(
-                [c.text, t, f"{_diff(ra)} / {_diff(ra, 'ssim', 4)}", ra["verdict"],
-                 f"{_diff(rb)} / {_diff(rb, 'ssim', 4)}", rb["verdict"], same]
+                [c.text, t, f"{diff_text(ra)} / {diff_text(ra, 'ssim', 4)}", ra["verdict"],
+                 f"{diff_text(rb)} / {diff_text(rb, 'ssim', 4)}", rb["verdict"], same]
             )  # fmt: skip
     header = ["claim", "task", f"Δ {a_name} (PSNR / SSIM)", f"verdict, {a_name}",
               f"Δ {b_name} (PSNR / SSIM)", f"verdict, {b_name}", "same verdict"]  # fmt: skip
     return [md_table(header, body), ""]
-
-
-def _sweep_section(flows: dict, base, results_dir, out_dir) -> dict:
-    lines = ["## The prior's strength", ""]
-    out = {"lines": lines, "points": []}
-    if not flows:
-        lines += ["No flow has been swept yet.", ""]
-        return out
-    points = []
-    for fp, flow in sorted(flows.items(), key=lambda kv: _bpd_key(kv[1])):
-        cells = _cells(results_dir, flow.get("selected"))
-        names = sorted({n for frame in cells.values() for n in frame.index})
-        cells.update(_cells(results_dir, flow.get("paper"), {"ours": "ours@paper"}))
-        for (m, t), frame in _cells(results_dir, base.manifest["run_id"], images=names).items():
-            if m == "bm3d":
-                cells[(m, t)] = frame
-        for a, b, what in SWEEP_PAIRS:
-            for alpha, name in (("selected", a), ("paper", f"{a}@paper")):
-                for t in base.manifest["tasks"]:
-                    r = compare(cells, name, b, t)
-                    if r is not None:
-                        points.append({"flow": fp, **_flow_info(flow), "what": what, "b": b,
-                                       "alpha": alpha, "task": t, "r": r})  # fmt: skip
-    out["points"] = points
-    lines += _sweep_tables(points)
-    png = Path(out_dir) / FIGURES_DIR / PRIOR_PNG
-    _draw_sweep(points, png)
-    lines += [f"![The solver's margins against validation bits/dim]({FIGURES_DIR}/{PRIOR_PNG})", ""]
-    lines += _trend_lines(points)
-    return out
-
-
-def _flow_info(flow: dict) -> dict:
-    return {"width": flow.get("width"), "epochs": flow.get("epochs"), "bpd": flow.get("val_bpd")}
-
-
-def _sweep_tables(points: list[dict]) -> list[str]:
-    lines = []
-    for alpha in ("selected", "paper"):
-        sub = [p for p in points if p["alpha"] == alpha]
-        if not sub:
-            continue
-        which = "the baseline's selected α" if alpha == "selected" else "the paper's α"
-        lines += [f"The solver at {which} minus the other method, PSNR dB [95%] (n images):", ""]
-        body = []
-        for p in sorted(sub, key=lambda p: (p["b"], p["task"], -(p["bpd"] or 0))):
-            body.append([p["what"], p["task"], str(p["width"]), str(p["epochs"]),
-                         num(p["bpd"], 3), _diff(p["r"]), _diff(p["r"], "ssim", 4),
-                         str(p["r"]["psnr"]["n"])])  # fmt: skip
-        header = ["comparison", "task", "width", "epochs", "valid bits/dim", "Δ PSNR dB [95%]",
-                  "Δ SSIM [95%]", "n"]  # fmt: skip
-        lines += [md_table(header, body), ""]
-    return lines
-
-
-def _draw_sweep(points: list[dict], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bench.report.png import save_png
-
-    pairs = list(dict.fromkeys((p["b"], p["what"]) for p in points))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.4 * len(pairs), 3.8), squeeze=False)
-    for ax, (b, what) in zip(axes[0], pairs, strict=True):
-        for (task, alpha), group in _groups(points, b):
-            group = sorted(group, key=lambda p: p["bpd"])
-            x = [p["bpd"] for p in group]
-            y = [p["r"]["psnr"]["mean"] for p in group]
-            err = [[p["r"]["psnr"]["mean"] - p["r"]["psnr"]["lo"] for p in group],
-                   [p["r"]["psnr"]["hi"] - p["r"]["psnr"]["mean"] for p in group]]  # fmt: skip
-            ax.errorbar(x, y, yerr=err, marker="o" if alpha == "selected" else "s", ms=3,
-                        capsize=2, ls="-" if alpha == "selected" else ":",
-                        label=f"{task}, {alpha} α")  # fmt: skip
-        ax.axhline(0, color="k", lw=0.8)
-        ax.invert_xaxis()  # a stronger prior (fewer bits/dim) to the right
-        ax.set_title(what, fontsize=9)
-        ax.set_xlabel("validation bits/dim (stronger prior →)")
-        ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("Δ PSNR dB (solver − other), 95% interval")
-    axes[0][-1].legend(fontsize=6)
-    fig.suptitle("The solver's margins as the prior gets stronger (bench scale --part sweep)")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    save_png(fig, png)
-    plt.close(fig)
-
-
-def _groups(points: list[dict], b: str):
-    keyed: dict = {}
-    for p in points:
-        if p["b"] == b and p["bpd"] is not None:
-            keyed.setdefault((p["task"], p["alpha"]), []).append(p)
-    return sorted(keyed.items())
-
-
-def trend(points: list[dict]) -> dict | None:
-    """Least-squares line of the mean Δ PSNR on validation bits/dim (scipy.stats.linregress)
-    over the flows of one comparison: slope (dB per bit/dim) with its 95% interval; None with
-    fewer than 3 flows."""
-    from scipy import stats
-
-    pts = [(p["bpd"], p["r"]["psnr"]["mean"]) for p in points if p["bpd"] is not None]
-    pts = [(x, y) for x, y in pts if math.isfinite(y)]
-    if len(pts) < 3 or len({x for x, _ in pts}) < 2:
-        return None
-    x, y = np.array(pts).T
-    fit = stats.linregress(x, y)
-    half = stats.t.ppf(0.975, len(x) - 2) * fit.stderr
-    return {"slope": fit.slope, "lo": fit.slope - half, "hi": fit.slope + half,
-            "intercept": fit.intercept, "n": len(x), "best_bpd": float(x.min()),
-            "at_best": float(fit.intercept + fit.slope * x.min())}  # fmt: skip
-
-
-def _trend_lines(points: list[dict]) -> list[str]:
-    body = []
-    for b in dict.fromkeys(p["b"] for p in points):
-        for (task, alpha), group in _groups(points, b):
-            f = trend(group)
-            if f is None:
-                continue
-            toward = _direction(f)
-            body.append([group[0]["what"], task, f"{alpha} α", str(f["n"]),
-                         f"{num(-f['slope'], 2)} [{num(-f['hi'], 2)}, {num(-f['lo'], 2)}]",
-                         toward])  # fmt: skip
-    if not body:
-        return ["Fewer than 3 flows per comparison: no trend is fitted yet.", ""]
-    header = ["comparison", "task", "α", "flows", "dB gained per bit/dim less [95%]", "trend"]
-    return [
-        "A line through the flows' mean differences against validation bits/dim (least "
-        "squares; the interval treats the flows as independent points). The paper reports no "
-        "bits/dim for its flow, so where the line points at the paper's prior cannot be read "
-        "off: the sign of the slope is the finding.",
-        "",
-        md_table(header, body),
-        "",
-    ]
-
-
-def _direction(f: dict) -> str:
-    if f["hi"] < 0:
-        return "grows as the prior improves"
-    if f["lo"] > 0:
-        return "shrinks as the prior improves"
-    return "no trend resolved"
 
 
 def _replication_section(run_id, base, results_dir) -> dict:
@@ -481,7 +305,7 @@ def _sweep_move(sweep: dict, c, t: str) -> str:
     f = trend(group)
     if f is None:
         return f"{len(group)} flow(s): no trend yet"
-    return f"{_direction(f)} ({num(-f['slope'], 2)} dB per bit/dim less)"
+    return f"{direction(f)} ({num(-f['slope'], 2)} dB per bit/dim less)"
 
 
 def _replicates(replication: dict, key) -> str:
@@ -490,4 +314,4 @@ def _replicates(replication: dict, key) -> str:
     if a is None or b is None:
         return "not run"
     same = "yes" if a["verdict"] == b["verdict"] else "no"
-    return f"{same}: {_diff(b)} dB, {b['verdict']}"
+    return f"{same}: {diff_text(b)} dB, {b['verdict']}"
