@@ -78,3 +78,15 @@ def test_the_sweep_needs_a_flow_and_the_report_a_study(study, tmp_path):
 
     with pytest.raises(BenchError, match="no scale study"):
         write_scale_report(empty, tmp_path / "out", False)
+
+
+def test_a_part_states_its_estimate_and_refuses_one_too_long(study):
+    base = ["scale", "--results", str(study["results"]), "--out", str(study["out"])]
+    base += ["--no-progress", "--threads", "1"]
+    ckpt = study["results"] / "checkpoints" / "builtin-smoke-coupling.pt"
+    r = invoke([*base, "--part", "sweep", "--checkpoint", str(ckpt)])  # 64 images: new runs
+    assert r.exit_code == 0, r.output
+    assert "scale study, sweep (selected) on builtin, preset smoke: " in r.output
+    assert "estimated time" in r.output and "report: " in r.output  # the study grew: updated
+    r = invoke([*base, "--part", "budget", "--max-hours", "1e-6"])  # 1500 iterations: new
+    one_line_error(r, "--max-hours")

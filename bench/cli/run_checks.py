@@ -125,11 +125,13 @@ def needs_flow(plan) -> bool:
 
 
 def say_estimate(
-    inputs, dataset, dev, jobs, threads, max_hours, title="Table 1", fused_batch=None
-) -> None:
+    inputs, dataset, dev, jobs, threads, max_hours, title="Table 1", fused_batch=None,
+    smaller=True,
+) -> None:  # fmt: skip
     """The plan, where its cells stand and the estimated time of those still to compute
     (none: no estimate); an estimate over `max_hours` is refused (BenchError). `fused_batch`:
-    the rows of a fused solve (None: one solve per cell), `fused_rows` tells it."""
+    the rows of a fused solve (None: one solve per cell), `fused_rows` tells it. `smaller`:
+    whether the refusal may suggest a smaller --preset (a command that has one)."""
     from bench import runner
     from bench.errors import BenchError
 
@@ -156,7 +158,7 @@ def say_estimate(
     )
     took = f"{runner.format_duration(est)} on {dev}"
     if est > max_hours * 3600:
-        smaller = smaller_preset(p)
+        smaller = smaller_preset(p) if smaller else None
         use = f"a smaller --preset (e.g. {smaller}) or " if smaller else ""
         raise BenchError(
             f"estimated {took} for the {len(status.todo)} cells to compute{inputs.extra}: "

@@ -8,6 +8,7 @@ from bench.cli import main
 from bench.cli.errors import handle_errors
 from bench.cli.options import (
     device_option,
+    max_hours_option,
     out_option,
     progress_option,
     replace_option,
@@ -44,13 +45,15 @@ from bench.cli.threads import resolve_threads, threads_option
 @device_option
 @threads_option()
 @progress_option
+@max_hours_option(24.0, "refuse, before it starts, a run of the part estimated longer")
 @results_option("results store (runs; scale.json records the study's runs)")
 @out_option()
 @replace_option
 @handle_errors
 def scale(
-    part, run_id, checkpoint, data_root, device, threads, progress, results_dir, out, replace
-) -> None:
+    part, run_id, checkpoint, data_root, device, threads, progress, max_hours, results_dir, out,
+    replace,
+) -> None:  # fmt: skip
     """Run one part of the scale study with the baseline run's selected weights, record it in
     RESULTS/scale.json, and rebuild OUT/scale.md with its figures. Each part is a Table 1 run
     of its own in the store and resumes like one."""
@@ -65,10 +68,28 @@ def scale(
     if part != "report":
         dev = resolve_device(device)
         n_threads = resolve_threads(threads, 1)
+        estimate = part_estimate(part, data_root, results_dir, dev, n_threads, progress, max_hours)
         ids = S.run_part(
             part, baseline, results_dir, data_root, dev, n_threads, progress, click.echo,
-            checkpoint, command_line(),
+            checkpoint, command_line(), before=estimate,
         )  # fmt: skip
         click.echo(f"scale study, {part}: run(s) {', '.join(ids)}")
     with lock_reports(out):
         click.echo(f"report: {write_scale_report(results_dir, out, replace)}")
+
+
+def part_estimate(part, data_root, results_dir, dev, threads, progress, max_hours):
+    """The `before` hook of `bench.scale.run_part`: each run's plan, where its cells stand and
+    its estimated time, as `bench run` states them; BenchError over `max_hours`."""
+    from bench.cli.run_checks import check_inputs, fused_rows, say_estimate
+
+    def before(plan, s: dict) -> None:
+        inputs = check_inputs(
+            plan, s["dataset"], data_root, s["checkpoint"], results_dir, s["seed"], dev, False,
+            progress, False, "coupling", test_offset=s.get("test_offset", 0),
+        )  # fmt: skip
+        title = f"scale study, {part} ({s['role']})"
+        fused = fused_rows(True, None, dev, inputs)
+        say_estimate(inputs, s["dataset"], dev, 1, threads, max_hours, title, fused, False)
+
+    return before

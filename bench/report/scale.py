@@ -32,10 +32,11 @@ def scale_paths(out_dir: str | Path) -> list[Path]:
 
 
 def scale_source(record: dict):
-    """What scale.md is made from: the study's record (its runs by part and role)."""
+    """What scale.md is made from: the scale study of one baseline run (a part added to the
+    study updates the same report; another baseline's study is another source)."""
     from bench import provenance as P
 
-    return P.Source(f"the scale study of run {record['baseline']}", {"scale": record})
+    return P.Source(f"the scale study of run {record['baseline']}", {"scale": record["baseline"]})
 
 
 def write_scale_report(results_dir: str | Path, out_dir: str | Path, replace: bool) -> Path:

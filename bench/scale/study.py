@@ -94,10 +94,13 @@ def run_part(
     command: str | None = None,
     subset: int = SUBSET_IMAGES,
     budget_iters: int = BUDGET_ITERS,
+    before: Callable[[object, dict], None] | None = None,
 ) -> list[str]:
     """Run one part of the study (resuming whatever its runs already hold) and record it in
     RESULTS/scale.json; the ids of its runs. The flow is the baseline's checkpoint, or for the
-    sweep `checkpoint`."""
+    sweep `checkpoint`. `before(plan, settings)` is called before each run with its plan
+    (`runner.plan_table1`) and settings (`part_settings`' plus dataset, seed, checkpoint):
+    `bench scale` states its estimate there, and refuses one over --max-hours."""
     from bench import runner
     from bench.train import load_checkpoint
 
@@ -125,6 +128,14 @@ def run_part(
             sized = sized.with_(hidden=int(meta["hidden"]), epochs=int(meta["epochs"]))
         weights = s.get("weights", "run")
         log(f"scale study, {part} ({s['role']}): {', '.join(s['methods'])} with flow {path}")
+        if before is not None:
+            plan = runner.plan_table1(
+                sized, s["methods"], man["tasks"], "valid", weights,
+                chosen if weights == "run" else None,
+                baseline_dir.name if weights == "run" else None,
+            )  # fmt: skip
+            before(plan, {**s, "dataset": man["dataset"], "seed": int(man["seed"]),
+                          "checkpoint": str(path)})  # fmt: skip
         result = runner.run_table1(
             flow, {**meta, "path": str(path)}, sized, man["dataset"], data_root,
             s["methods"], man["tasks"], device, select_on="valid", weights=weights,
