@@ -71,6 +71,7 @@ class ImageSet:
     root: str | None
     skipped: list[str]
     fingerprint: str
+    offset: int = 0  # images of the partition skipped before these (`load_images`' offset)
 
     def __len__(self) -> int:
         return len(self.names)
@@ -238,4 +239,6 @@ def skip_images(images: ImageSet, offset: int) -> ImageSet:
     fingerprint = content_fingerprint(
         images.dataset, images.partition, names, images.skipped, pixels.numpy()
     )
-    return replace(images, images=pixels, names=names, label=label, fingerprint=fingerprint)
+    return replace(
+        images, images=pixels, names=names, label=label, fingerprint=fingerprint, offset=offset
+    )

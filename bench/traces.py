@@ -101,10 +101,12 @@ def trace_path(run_dir: str | Path, cell) -> Path:
 
 
 def read_traces(run_dir: str | Path, stage: str = "test"):
-    """Every stored trace of a run's `stage`, joined with its cell's method, task and weight
-    (from the cell's stored rows): a DataFrame of TRACE_COLUMNS + method, task, weight; empty
-    when the run has none (runs made before traces existed). Raises BenchError naming a trace
-    file that cannot be read, and the fix."""
+    """Every stored trace of a run's finished cells of `stage`, joined with its cell's method,
+    task and weight (from the cell's stored rows): a DataFrame of TRACE_COLUMNS + method, task,
+    weight; empty when the run has none (runs made before traces existed). A trace whose cell
+    CSV is absent (an interrupted write, a deleted cell) is left out. Raises BenchError naming
+    a trace file that cannot be read, and the fix. PSNR and objective are stored to 6
+    significant digits."""
     import pandas as pd
 
     from bench.errors import BenchError
@@ -113,6 +115,8 @@ def read_traces(run_dir: str | Path, stage: str = "test"):
     frames = []
     for path in sorted((Path(run_dir) / TRACES_DIR / stage).glob("*.csv")):
         cell_csv = Path(run_dir) / CELLS_DIR / stage / path.name
+        if not cell_csv.is_file():  # a cell not finished (its CSV marks it): no trace yet
+            continue
         try:
             frame = pd.read_csv(path)
             cell = pd.read_csv(cell_csv, usecols=["method", "task", "weight"], nrows=1)
@@ -135,8 +139,9 @@ def read_traces(run_dir: str | Path, stage: str = "test"):
 
 def summarize(traces):
     """Mean PSNR and its Student-t 95% interval per (task, method, weight, step) over the
-    images that have not diverged at that step: a DataFrame with columns task, method, weight,
-    step, n, mean, lo, hi (`bench.metrics.mean_ci`)."""
+    images whose PSNR is finite at that step (a diverged image, NaN, and an exact restoration,
+    +inf, are left out of the mean; `n` counts the images used): a DataFrame with columns task,
+    method, weight, step, n, mean, lo, hi (`bench.metrics.mean_ci`)."""
     import pandas as pd
 
     out = []

@@ -186,6 +186,9 @@ def _train_locked(
         flow, opt, path, preset, dataset, train_set, valid_set, seed, batches_per_epoch, source,
         device, keep_epochs=keep_epochs, max_seconds=max_seconds,
     )  # fmt: skip
+    if force:
+        for old in path.parent.glob(f"{path.stem}.epoch*{path.suffix}"):
+            old.unlink()  # the kept epochs of the training --force replaces
     if force or not path.exists():
         # the history beside the checkpoint may be a committed result: a fresh training never
         # replaces one made from another training without --replace (a resumed checkpoint's
@@ -225,6 +228,13 @@ def _resume(training: Training, wanted: dict, log) -> TrainResult | None:
             path, f"model or optimizer state unusable: {type(e).__name__}"
         ) from None
     training.epoch, training.step = ckpt["epoch"], ckpt.get("step", 0)
+    behind = sorted(e for e in training.keep_epochs if e <= training.epoch)
+    if behind:
+        raise CheckpointError(
+            f"--keep-epochs {','.join(map(str, behind))}: {path} already holds "
+            f"{training.epoch} epoch(s), so those cannot be kept now: pass --force to retrain "
+            "from scratch, or keep later epochs only"
+        )
     training.history = ckpt.get("history", [])
     write_history(training.history, path, training.source)
     if training.epoch >= training.preset.epochs:

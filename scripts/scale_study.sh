@@ -27,6 +27,7 @@ for part in $PARTS; do
     train-epochs)
       stamp "the cpu flow again, kept after epochs ${EPOCHS[*]}"
       # a finished training is not extended: rerunning the script reuses its checkpoints
+      [ -f "$SWEEP" ] && { echo "kept $SWEEP"; continue; }
       bench train --preset cpu --dataset celeba --data-root "$DATA" --checkpoint "$SWEEP" \
         --keep-epochs "$(IFS=,; echo "${EPOCHS[*]}")" $T ;;
     sweep-epochs)

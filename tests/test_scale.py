@@ -90,3 +90,20 @@ def test_a_part_states_its_estimate_and_refuses_one_too_long(study):
     assert "estimated time" in r.output and "report: " in r.output  # the study grew: updated
     r = invoke([*base, "--part", "budget", "--max-hours", "1e-6"])  # 1500 iterations: new
     one_line_error(r, "--max-hours")
+
+
+def test_part_settings_follow_the_baseline():
+    man = {"methods": ["csgm", "glowip", "map", "bm3d", "ours"],
+           "test_images": {"count": 50, "offset": 20}}  # fmt: skip
+    (repl,) = S.part_settings("replication", man)
+    assert repl["test_offset"] == 70  # right after the baseline's own images
+    selected, paper = S.part_settings("sweep", man, subset=8)
+    assert {"l1-z0", "ours-released"} <= set(selected["methods"])  # even if the baseline lacks them
+    assert paper["weights"] == "paper" and selected["test_images"] == 8
+
+
+def test_a_part_of_another_baseline_is_refused_before_it_runs(study):
+    from bench.errors import BenchError
+
+    with pytest.raises(BenchError, match="records the study of run"):
+        S.check_baseline(study["results"], "celeba-cpu-000000000000")

@@ -255,3 +255,42 @@ def test_a_time_budget_ends_the_training_after_an_epoch(tmp_path):
 @pytest.mark.parametrize("value", ["0", "x", "5", ","])
 def test_bad_kept_epochs_are_one_line(tmp_path, value):
     one_line_error(_train(tmp_path, "--keep-epochs", value), "--keep-epochs")
+
+
+def test_a_trace_whose_cell_is_not_finished_is_left_out(smoke_runs, tmp_path):
+    import shutil
+
+    copy = tmp_path / "run"
+    shutil.copytree(smoke_runs["--fuse"], copy)
+    before = traces.read_traces(copy)
+    victim = sorted((copy / "cells" / "test").glob("ours*.csv"))[0]
+    victim.unlink()  # as an interrupted write, or a deleted cell, leaves it
+    after = traces.read_traces(copy)
+    assert len(after) < len(before) and len(after) > 0
+
+
+def test_kept_epochs_already_trained_and_force(tmp_path):
+    from bench.train import kept_epoch_path
+
+    ckpt = tmp_path / "flow.pt"
+    r = _train(tmp_path, "--epochs", "2", "--width", "8", "--keep-epochs", "1",
+               "--checkpoint", str(ckpt))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    r = _train(tmp_path, "--epochs", "3", "--width", "8", "--keep-epochs", "2",
+               "--checkpoint", str(ckpt))  # fmt: skip
+    one_line_error(r, "--keep-epochs 2", "--force")
+    r = _train(tmp_path, "--epochs", "1", "--width", "8", "--force", "--replace",
+               "--checkpoint", str(ckpt))  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert not kept_epoch_path(ckpt, 1).exists()  # the replaced training's kept epoch
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+def test_a_time_budget_that_is_not_a_number_is_one_line(tmp_path, value):
+    one_line_error(_train(tmp_path, "--max-minutes", value), "--max-minutes")
+
+
+def test_an_empty_weights_from_is_one_line(tmp_path):
+    r = invoke(["run", "--table", "1", "--preset", "smoke", "--weights-from", " ", "--results",
+                str(tmp_path), "--out", str(tmp_path / "rep"), "--no-progress"])  # fmt: skip
+    one_line_error(r, "--weights-from is empty")

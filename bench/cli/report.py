@@ -54,6 +54,11 @@ def report(results_dir, out, run_id, replace) -> None:
             P.check([table2], P.timing_source(timing[1]), replace)
         claims_src = findings.claims_source_of(run_dir)
         P.check([claims], claims_src, replace)
+        study = scale_record(results_dir)
+        if study:  # scale.md, from the study's runs (`bench scale`)
+            from bench.report.scale import scale_paths, scale_source
+
+            P.check(scale_paths(out), scale_source(study), replace)
         path = rep.write_table1(run_dir, out)
         P.record(rep.table1_paths(out, manifest), run_src)
         click.echo(rep.console_table(run_dir))
@@ -66,7 +71,7 @@ def report(results_dir, out, run_id, replace) -> None:
         P.record([claims], claims_src)
     if general:  # general.md, from the runs it was made from (`bench run --table general`)
         click.echo(f"report: {write_general_reports(general, out, replace)}")
-    if scale_record(results_dir):  # scale.md, from the study's runs (`bench scale`)
+    if study:
         from bench.report.scale import write_scale_report
 
         with lock_reports(out):

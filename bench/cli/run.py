@@ -140,7 +140,8 @@ MAX_HOURS = 24.0
     type=click.IntRange(min=0),
     default=0,
     show_default=True,
-    help="skip the first N test images: 192 restores the next 192 (the replication set)",
+    help="skip the first N test images (with the cpu preset's 192 test images, 192 restores "
+    "the next 192: the replication set)",
 )
 @click.option(
     "--test-images",

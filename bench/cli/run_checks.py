@@ -94,6 +94,8 @@ def borrowed_weights(weights_from: str | None, weights: str, results_dir):
 
     if weights_from is None:
         return None, weights, None
+    if not weights_from.strip():
+        raise BenchError("--weights-from is empty: give a run id (`ls results/runs`)")
     if weights != "grid":
         raise BenchError(f"--weights-from takes its weights from a run: drop --weights {weights}")
     run_dir = runner.find_run(results_dir, weights_from, option="--weights-from")

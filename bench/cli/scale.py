@@ -24,7 +24,7 @@ from bench.cli.threads import resolve_threads, threads_option
     "--part",
     type=click.Choice(["replication", "budget", "sweep", "report"]),
     required=True,
-    help="replication: the baseline's cells on the next 192 test images; budget: 64 test "
+    help="replication: the baseline's cells on the test images after its own; budget: 64 test "
     "images at the paper's 1500 iterations; sweep: one flow (--checkpoint) on 64 test images; "
     "report: only rebuild reports/scale.md",
 )

@@ -113,6 +113,10 @@ def train(
         if checkpoint is None:
             checkpoint = str(width_checkpoint_path(dataset, preset, arch, width, results_dir))
     kept = parse_epochs(keep_epochs, p.epochs)
+    if max_minutes is not None and not math.isfinite(max_minutes):
+        from bench.errors import BenchError
+
+        raise BenchError(f"--max-minutes {max_minutes} is not a number of minutes: use e.g. 45")
     if threads is not None:
         set_threads(threads)
     result = run_train(

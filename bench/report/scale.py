@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.findings import claim_results, compare, test_cells
+from bench.findings import NOT_MEANINGFUL, claim_results, compare, test_cells
 from bench.report.frames import load_run
 from bench.report.header import images_line, model_line, preset_line
 from bench.report.keyed_tables import CLAIMS
@@ -185,9 +185,10 @@ def _budget_section(run_id, base, results_dir) -> dict:
         lines += ["The iteration-budget run has not been made yet.", ""]
         return out
     run = load_run(find_run(results_dir, run_id))
-    long_cells = test_cells(run)
-    names = sorted({n for frame in long_cells.values() for n in frame.index})
-    short_cells = cells_of(results_dir, base.manifest["run_id"], images=names)
+    long_names = {n for frame in test_cells(run).values() for n in frame.index}
+    short_cells = cells_of(results_dir, base.manifest["run_id"], images=long_names)
+    names = sorted({n for frame in short_cells.values() for n in frame.index})
+    long_cells = cells_of(results_dir, run_id, images=names)  # the images both runs restored
     iters, base_iters = run.manifest["preset"]["iters"], base.manifest["preset"]["iters"]
     body = []
     for m, t in sorted(long_cells):
@@ -246,6 +247,8 @@ def _claims_pair_table(a: dict, b: dict, a_name: str, b_name: str) -> list[str]:
             if ra is None or rb is None:
                 continue
             same = "yes" if ra["verdict"] == rb["verdict"] else "**no**"
+            if ra["verdict"].startswith(NOT_MEANINGFUL) or rb["verdict"].startswith(NOT_MEANINGFUL):
+                same = "undecided"
             body.append(
                 [c.text, t, f"{diff_text(ra)} / {diff_text(ra, 'ssim', 4)}", ra["verdict"],
                  f"{diff_text(rb)} / {diff_text(rb, 'ssim', 4)}", rb["verdict"], same]
@@ -256,12 +259,13 @@ def _claims_pair_table(a: dict, b: dict, a_name: str, b_name: str) -> list[str]:
 
 
 def _replication_section(run_id, base, results_dir) -> dict:
-    lines = ["## Replication on 192 other test images", ""]
+    lines = ["## Replication on other test images", ""]
     out = {"lines": lines, "claims": {}}
     if not run_id:
         lines += ["The replication run has not been made yet.", ""]
         return out
     run = load_run(find_run(results_dir, run_id))
+    lines[0] = f"## Replication on {run.manifest['test_images']['count']} other test images"
     lines += [
         f"Run `{run_id}`: {images_line(run.manifest.get('test_images'))}; the baseline's "
         "methods, tasks and selected weights.",
@@ -314,5 +318,8 @@ def _replicates(replication: dict, key) -> str:
     a, b = (claims.get("baseline") or {}).get(key), (claims.get("replication") or {}).get(key)
     if a is None or b is None:
         return "not run"
-    same = "yes" if a["verdict"] == b["verdict"] else "no"
+    if a["verdict"].startswith(NOT_MEANINGFUL) or b["verdict"].startswith(NOT_MEANINGFUL):
+        same = "undecided"
+    else:
+        same = "yes" if a["verdict"] == b["verdict"] else "no"
     return f"{same}: {diff_text(b)} dB, {b['verdict']}"

@@ -124,7 +124,8 @@ def compute_cell(
     threads: int | None = None,
     progress: bool = False,
 ) -> dict:
-    """Measure, restore and score every image of one cell; returns {'rows', 'restored'}.
+    """Measure, restore and score every image of one cell; returns {'rows', 'restored',
+    'trace'} (`cell_output`).
 
     A diverging solve (NaN or inf in the loss or the image) gives rows with diverged=True and
     NaN metrics; it does not raise because of it (other errors propagate: a bug is not a

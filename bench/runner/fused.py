@@ -163,7 +163,8 @@ class FusedSolver:
         tick: Callable[[], None] = lambda: None,
         on_chunk: Callable[[int, int], None] = lambda k, n: None,
     ) -> None:
-        """Solve `cells`; `store(cell, out)` gets each finished cell ({'rows', 'restored'}),
+        """Solve `cells`; `store(cell, out)` gets each finished cell ({'rows', 'restored',
+        'trace'}),
         `tick()` is called after every iteration, `on_chunk(k, n)` before chunk k of n."""
         if not cells:
             return
@@ -226,7 +227,7 @@ class FusedSolver:
 
 def compute_unit(cells: list[Cell], stages, flow_source, ctx: CellContext, threads, max_batch):
     """A unit of work in a worker process: one cell that is not fusable (`compute_cell`), or
-    fusable cells solved together. Returns [(cell, {'rows', 'restored'})]."""
+    fusable cells solved together. Returns [(cell, {'rows', 'restored', 'trace'})]."""
     from bench import methods as M
     from bench import plugins
 

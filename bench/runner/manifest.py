@@ -45,7 +45,11 @@ def run_key(
     if plan.weights == "run":  # weights another run selected (`bench run --weights-from`)
         other["weights_from"] = {
             "run": plan.weights_from,
-            "weights": {f"{m}/{t}": w for (m, t), w in sorted(plan.chosen.items())},
+            "weights": {
+                f"{m}/{t}": w
+                for (m, t), w in sorted(plan.chosen.items())
+                if m in plan.methods and t in plan.tasks
+            },
         }
     return {
         **other,
@@ -73,7 +77,9 @@ def timestamp() -> str:
 
 
 def _image_summary(imgs) -> dict:
+    offset = int(getattr(imgs, "offset", 0) or 0)
     return {
+        **({"offset": offset} if offset else {}),
         "label": imgs.label,
         "partition": imgs.partition,
         "count": len(imgs.names),

@@ -7,10 +7,12 @@ from bench.scale.study import (
     REPLICATION_OFFSET,
     SCALE_FILE,
     SUBSET_IMAGES,
+    check_baseline,
     part_settings,
     read_record,
     record_path,
     run_part,
+    stored_preset,
     write_record,
 )
 
@@ -20,9 +22,11 @@ __all__ = [
     "REPLICATION_OFFSET",
     "SCALE_FILE",
     "SUBSET_IMAGES",
+    "check_baseline",
     "part_settings",
     "read_record",
     "record_path",
     "run_part",
+    "stored_preset",
     "write_record",
 ]

@@ -65,16 +65,16 @@ def part_settings(
     `subset` test images for the budget and the sweep, `budget_iters` iterations for the
     budget; the replication set is the baseline's number of test images after its own."""
     methods = list(baseline["methods"])
-    if part == "replication":
-        offset = int(baseline["test_images"]["count"])
+    if part == "replication":  # the test images right after the baseline's own
+        images = baseline["test_images"]
+        offset = int(images.get("offset", 0)) + int(images["count"])
         return [{"role": "replication", "methods": methods, "test_offset": offset}]
     if part == "budget":
         keep = [m for m in methods if m in BUDGET_METHODS]
         return [{"role": "budget", "methods": keep, "iters": budget_iters, "test_images": subset}]
     if part == "sweep":
         return [
-            {"role": "selected", "methods": [m for m in SWEEP_METHODS if m in methods],
-             "test_images": subset},
+            {"role": "selected", "methods": list(SWEEP_METHODS), "test_images": subset},
             {"role": "paper", "methods": list(SWEEP_PAPER_METHODS), "weights": "paper",
              "test_images": subset},
         ]  # fmt: skip
@@ -105,6 +105,7 @@ def run_part(
     from bench.train import load_checkpoint
 
     man = runner.read_manifest(baseline_dir)
+    check_baseline(results_dir, baseline_dir.name)
     if part == "sweep" and checkpoint is None:
         raise BenchError("--part sweep needs --checkpoint: the flow to test")
     path = Path(checkpoint or man["model"].get("path") or "")
@@ -120,7 +121,7 @@ def run_part(
             f"{man['model']['fingerprint']}: retrain it, or pass another baseline (--run)"
         )
     chosen = runner.stored_selection(baseline_dir)
-    preset = config.get_preset(man["preset"]["name"])
+    preset = stored_preset(man["preset"])
     ids = []
     for s in part_settings(part, man, subset, budget_iters):
         sized = preset.with_(**{k: s[k] for k in ("iters", "test_images") if k in s})
@@ -149,14 +150,33 @@ def run_part(
     return ids
 
 
-def _record(results_dir, baseline: str, part: str, role: str, run_id: str, meta, path) -> None:
-    """Add a finished run to RESULTS/scale.json under its part and role."""
+def stored_preset(stored: dict) -> config.Preset:
+    """The preset a run stored (`Preset.to_dict`), as a Preset: the baseline's own sizes, with
+    whatever overrides it was run with."""
+    fields = dict(stored)
+    for k in ("gamma_grid", "alpha_grid"):
+        if k in fields:
+            fields[k] = tuple(fields[k])
+    if "grids" in fields:
+        fields["grids"] = {m: tuple(g) for m, g in fields["grids"].items()}
+    return config.Preset(**fields)
+
+
+def check_baseline(results_dir, baseline: str) -> None:
+    """BenchError when RESULTS/scale.json records a study of another baseline run (checked
+    before a part runs, so that no work is lost)."""
     record = read_record(results_dir)
     if record and record["baseline"] != baseline:
         raise BenchError(
-            f"{record_path(results_dir)} records a study of run {record['baseline']}, not "
-            f"{baseline}: pass --results DIR for another study"
+            f"{record_path(results_dir)} records the study of run {record['baseline']}, not "
+            f"{baseline}: leave out --run, or pass --results DIR for another study"
         )
+
+
+def _record(results_dir, baseline: str, part: str, role: str, run_id: str, meta, path) -> None:
+    """Add a finished run to RESULTS/scale.json under its part and role."""
+    check_baseline(results_dir, baseline)
+    record = read_record(results_dir)
     record["baseline"] = baseline
     parts = record.setdefault("parts", {})
     if part != "sweep":
