@@ -137,12 +137,8 @@ def run_table1(
     log = log or (lambda msg: print(msg, file=sys.stderr))
     started = time.perf_counter()
     plan = plan_table1(preset, methods, tasks, select_on, weights, chosen, weights_from)
-    threads = _check_execution(backend, jobs, scheduler, threads)
+    threads = _check_execution(backend, jobs, scheduler, threads, max_batch)
     check_precision(precision, device)
-    if max_batch is not None and (
-        isinstance(max_batch, bool) or not isinstance(max_batch, int) or max_batch < 1
-    ):
-        raise BenchError(f"--max-batch must be a positive integer, not {max_batch!r}")
     client = connect_dask(scheduler) if backend == "dask" else None
     lock: Path | None = None
     try:
