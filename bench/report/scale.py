@@ -17,7 +17,14 @@ from bench.findings import NOT_MEANINGFUL, claim_results, compare, test_cells
 from bench.report.frames import load_run
 from bench.report.header import images_line, model_line, preset_line
 from bench.report.keyed_tables import CLAIMS
-from bench.report.scale_common import FIGURES_DIR, bpd_key, cells_of, diff_text
+from bench.report.scale_common import (
+    FIGURES_DIR,
+    bpd_key,
+    cells_of,
+    diff_text,
+    finish_row,
+    panel_row,
+)
 from bench.report.scale_sweep import PRIOR_PNG, direction, sweep_section, trend
 from bench.report.text import md_table, num
 from bench.runner import find_run
@@ -147,16 +154,9 @@ def _convergence_section(run_id, results_dir, out_dir) -> list[str]:
 
 
 def _draw_convergence(summary, png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bench.report.png import save_png
-
     tasks = list(dict.fromkeys(summary["task"]))
-    fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.6), squeeze=False)
-    for ax, t in zip(axes[0], tasks, strict=True):
+    fig, axes = panel_row(len(tasks), 4.2, 3.6)
+    for ax, t in zip(axes, tasks, strict=True):
         for m, g in summary[summary["task"] == t].groupby("method", sort=True):
             g = g.sort_values("step")
             ax.plot(g["step"], g["mean"], marker="o", ms=3, label=m)
@@ -165,12 +165,8 @@ def _draw_convergence(summary, png: Path) -> None:
         ax.set_title(t)
         ax.set_xlabel("Adam steps")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("PSNR (dB), mean and 95% band")
-    axes[0][-1].legend(fontsize=8)
-    fig.suptitle("Convergence of each solve (bench scale --part budget)")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    save_png(fig, png)
-    plt.close(fig)
+    title = "Convergence of each solve (bench scale --part budget)"
+    finish_row(fig, axes, "PSNR (dB), mean and 95% band", 8, title, png)
 
 
 def _claim_rows(results: list[dict]) -> dict:

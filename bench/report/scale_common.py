@@ -1,9 +1,10 @@
-"""What the parts of reports/scale.md share: the study's runs read as paired test cells, and
-how a paired difference is written."""
+"""What the parts of reports/scale.md share: the study's runs read as paired test cells, how a
+paired difference is written, and the row of panels each figure is drawn on."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 from bench.findings import test_cells
 from bench.report.frames import load_run
@@ -37,3 +38,28 @@ def diff_text(r: dict | None, key: str = "psnr", digits: int = 2) -> str:
 def bpd_key(flow: dict) -> float:
     v = flow.get("val_bpd")
     return -float(v) if isinstance(v, (int, float)) else math.inf
+
+
+def panel_row(n: int, width: float, height: float):
+    """A row of `n` matplotlib panels, each `width` × `height` inches (Agg backend): (fig, axes)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, n, figsize=(width * n, height), squeeze=False)
+    return fig, axes[0]
+
+
+def finish_row(fig, axes, ylabel: str, legend_size: int, title: str, png: Path) -> None:
+    """Label the first panel, put the legend on the last, title the row and save it as `png`."""
+    import matplotlib.pyplot as plt
+
+    from bench.report.png import save_png
+
+    axes[0].set_ylabel(ylabel)
+    axes[-1].legend(fontsize=legend_size)
+    fig.suptitle(title)
+    png.parent.mkdir(parents=True, exist_ok=True)
+    save_png(fig, png)
+    plt.close(fig)

@@ -11,7 +11,14 @@ from pathlib import Path
 import numpy as np
 
 from bench.findings import compare
-from bench.report.scale_common import FIGURES_DIR, bpd_key, cells_of, diff_text
+from bench.report.scale_common import (
+    FIGURES_DIR,
+    bpd_key,
+    cells_of,
+    diff_text,
+    finish_row,
+    panel_row,
+)
 from bench.report.text import md_table, num
 
 PRIOR_PNG = "prior_strength.png"
@@ -79,16 +86,9 @@ def _sweep_tables(points: list[dict]) -> list[str]:
 
 
 def _draw_sweep(points: list[dict], png: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from bench.report.png import save_png
-
     pairs = list(dict.fromkeys((p["b"], p["what"]) for p in points))
-    fig, axes = plt.subplots(1, len(pairs), figsize=(4.4 * len(pairs), 3.8), squeeze=False)
-    for ax, (b, what) in zip(axes[0], pairs, strict=True):
+    fig, axes = panel_row(len(pairs), 4.4, 3.8)
+    for ax, (b, what) in zip(axes, pairs, strict=True):
         for (task, alpha), group in _groups(points, b):
             group = sorted(group, key=lambda p: p["bpd"])
             x = [p["bpd"] for p in group]
@@ -103,12 +103,8 @@ def _draw_sweep(points: list[dict], png: Path) -> None:
         ax.set_title(what, fontsize=9)
         ax.set_xlabel("validation bits/dim (stronger prior →)")
         ax.grid(alpha=0.3)
-    axes[0][0].set_ylabel("Δ PSNR dB (solver − other), 95% interval")
-    axes[0][-1].legend(fontsize=6)
-    fig.suptitle("The solver's margins as the prior gets stronger (bench scale --part sweep)")
-    png.parent.mkdir(parents=True, exist_ok=True)
-    save_png(fig, png)
-    plt.close(fig)
+    title = "The solver's margins as the prior gets stronger (bench scale --part sweep)"
+    finish_row(fig, axes, "Δ PSNR dB (solver − other), 95% interval", 6, title, png)
 
 
 def _groups(points: list[dict], b: str):
