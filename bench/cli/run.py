@@ -251,34 +251,13 @@ def run(
             p, dataset, data_root, dev, checkpoint, results_dir, progress, replace, arch
         )
     result = runner.run_table1(
-        flow,
-        meta,
-        p,
-        dataset,
-        data_root,
-        plan.methods,
-        plan.tasks,
-        dev,
-        jobs,
-        select_on,
-        weights,
-        results_dir,
-        force,
-        seed,
-        progress,
-        backend=backend,
-        scheduler=scheduler,
-        command=command_line(),
-        log=click.echo,
-        threads=threads,
-        check_run=lambda run_id: P.check(targets, source(run_id), replace),
-        fuse=fuse,
-        max_batch=max_batch,
-        precision=precision,
-        test_offset=test_offset,
-        chosen=chosen,
+        flow, meta, p, dataset, data_root, plan.methods, plan.tasks, dev, jobs, select_on,
+        weights, results_dir, force, seed, progress, backend=backend, scheduler=scheduler,
+        command=command_line(), log=click.echo, threads=threads,
+        check_run=lambda run_id: P.check(targets, source(run_id), replace), fuse=fuse,
+        max_batch=max_batch, precision=precision, test_offset=test_offset, chosen=chosen,
         weights_from=weights_from,
-    )
+    )  # fmt: skip
     path = _write_report(result, targets, source(result.run_id), out, replace)
     _say_done(result, path, out)
 
