@@ -4,16 +4,19 @@
 # PARTS: overhead replication budget train-epochs sweep-epochs train-wide sweep-wide
 # (default: all, in that order). The baseline is the Table 1 run reports/table1.md was made
 # from; reports/scale.md is rebuilt after each part. Times on the development machine (2 CPUs)
-# are in reports/README.md ("The scale study").
+# are in reports/README.md ("The scale study"). Environment: SCALE_THREADS (torch threads per
+# command, default 2; 1 lets two parts share 2 cores), SCALE_EPOCHS (the kept epochs, in the
+# order the sweep tests them), SCALE_WIDTHS, SCALE_MINUTES (the wide flows' training budget).
 set -euo pipefail
 DATA=${1:?usage: bash scripts/scale_study.sh CELEBA_DIR [PART ...]}
 shift
 PARTS=${*:-overhead replication budget train-epochs sweep-epochs train-wide sweep-wide}
 CK=results/checkpoints
 SWEEP=$CK/celeba-cpu-coupling-sweep.pt
-EPOCHS=(1 3 6 12 22 24)
-WIDE=(256)
-T="--threads 2 --no-progress"
+read -r -a EPOCHS <<< "${SCALE_EPOCHS:-1 3 6 12 22 24}"
+read -r -a WIDE <<< "${SCALE_WIDTHS:-256}"
+MINUTES=${SCALE_MINUTES:-40}
+T="--threads ${SCALE_THREADS:-2} --no-progress"
 stamp() { echo "== $(date -u +%H:%M:%S) $*"; }
 
 for part in $PARTS; do
@@ -29,7 +32,7 @@ for part in $PARTS; do
       # a finished training is not extended: rerunning the script reuses its checkpoints
       [ -f "$SWEEP" ] && { echo "kept $SWEEP"; continue; }
       bench train --preset cpu --dataset celeba --data-root "$DATA" --checkpoint "$SWEEP" \
-        --keep-epochs "$(IFS=,; echo "${EPOCHS[*]}")" $T ;;
+        --keep-epochs "$(IFS=,; sort -n <<< "$(printf '%s\n' "${EPOCHS[@]}")" | paste -sd,)" $T ;;
     sweep-epochs)
       for e in "${EPOCHS[@]}"; do
         stamp "sweep, epoch $e"
@@ -38,12 +41,12 @@ for part in $PARTS; do
       done ;;
     train-wide)
       for w in "${WIDE[@]}"; do
-        stamp "width $w, 40 minutes"
+        stamp "width $w, $MINUTES minutes"
         # a time-budgeted training stops as a finished one; rerunning the same command would
         # train it further, so an existing checkpoint is kept as it is
         [ -f "$CK/celeba-cpu-coupling-w$w.pt" ] && { echo "kept $CK/celeba-cpu-coupling-w$w.pt"; continue; }
         bench train --preset cpu --dataset celeba --data-root "$DATA" --width "$w" \
-          --max-minutes 40 $T
+          --max-minutes "$MINUTES" $T
       done ;;
     sweep-wide)
       for w in "${WIDE[@]}"; do
