@@ -107,3 +107,28 @@ def test_a_part_of_another_baseline_is_refused_before_it_runs(study):
 
     with pytest.raises(BenchError, match="records the study of run"):
         S.check_baseline(study["results"], "celeba-cpu-000000000000")
+
+
+def test_a_method_has_one_color_in_every_panel_and_the_legend_names_all(monkeypatch, tmp_path):
+    # MAP solves denoising only: on that panel it once took the color the other panels gave
+    # the solver, and the legend (on a panel without MAP) did not name it
+    import pandas as pd
+
+    import bench.report.png as png
+    from bench.report.scale import _draw_convergence
+
+    figures = []
+    monkeypatch.setattr(png, "save_png", lambda fig, path: figures.append(fig))
+    rows = [{"task": t, "method": m, "step": s, "mean": 1.0, "lo": 0.5, "hi": 1.5}
+            for t, ms in (("denoising", ("csgm", "map", "ours")), ("inpainting", ("csgm", "ours")))
+            for m in ms for s in (0, 10)]  # fmt: skip
+    _draw_convergence(pd.DataFrame(rows), tmp_path / "c.png")
+    [fig] = figures
+    colors: dict = {}
+    for ax in fig.axes:
+        for line in ax.get_lines():
+            colors.setdefault(line.get_label(), set()).add(line.get_color())
+    assert {m: len(c) for m, c in colors.items()} == {"csgm": 1, "map": 1, "ours": 1}
+    assert len({c for cs in colors.values() for c in cs}) == 3
+    legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert sorted(legend) == ["csgm", "map", "ours"]

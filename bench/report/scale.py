@@ -21,6 +21,7 @@ from bench.report.scale_common import (
     FIGURES_DIR,
     bpd_key,
     cells_of,
+    colors_of,
     diff_text,
     finish_row,
     panel_row,
@@ -155,12 +156,13 @@ def _convergence_section(run_id, results_dir, out_dir) -> list[str]:
 
 def _draw_convergence(summary, png: Path) -> None:
     tasks = list(dict.fromkeys(summary["task"]))
+    color = colors_of(summary["method"])
     fig, axes = panel_row(len(tasks), 4.2, 3.6)
     for ax, t in zip(axes, tasks, strict=True):
         for m, g in summary[summary["task"] == t].groupby("method", sort=True):
             g = g.sort_values("step")
-            ax.plot(g["step"], g["mean"], marker="o", ms=3, label=m)
-            ax.fill_between(g["step"], g["lo"], g["hi"], alpha=0.2)
+            ax.plot(g["step"], g["mean"], marker="o", ms=3, label=m, color=color[m])
+            ax.fill_between(g["step"], g["lo"], g["hi"], alpha=0.2, color=color[m])
         ax.set_xscale("symlog", linthresh=1)
         ax.set_title(t)
         ax.set_xlabel("Adam steps")

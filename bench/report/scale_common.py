@@ -51,14 +51,24 @@ def panel_row(n: int, width: float, height: float):
     return fig, axes[0]
 
 
+def colors_of(names) -> dict:
+    """One matplotlib color per name, the same in every panel of a figure (sorted names)."""
+    return {name: f"C{i % 10}" for i, name in enumerate(sorted(set(names)))}
+
+
 def finish_row(fig, axes, ylabel: str, legend_size: int, title: str, png: Path) -> None:
-    """Label the first panel, put the legend on the last, title the row and save it as `png`."""
+    """Label the first panel, put on the last a legend of every line in any panel, title the
+    row and save it as `png`."""
     import matplotlib.pyplot as plt
 
     from bench.report.png import save_png
 
     axes[0].set_ylabel(ylabel)
-    axes[-1].legend(fontsize=legend_size)
+    handles = {}
+    for ax in axes:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    axes[-1].legend(list(handles.values()), list(handles), fontsize=legend_size)
     fig.suptitle(title)
     png.parent.mkdir(parents=True, exist_ok=True)
     save_png(fig, png)

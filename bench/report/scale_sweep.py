@@ -15,6 +15,7 @@ from bench.report.scale_common import (
     FIGURES_DIR,
     bpd_key,
     cells_of,
+    colors_of,
     diff_text,
     finish_row,
     panel_row,
@@ -87,6 +88,7 @@ def _sweep_tables(points: list[dict]) -> list[str]:
 
 def _draw_sweep(points: list[dict], png: Path) -> None:
     pairs = list(dict.fromkeys((p["b"], p["what"]) for p in points))
+    color = colors_of(p["task"] for p in points)
     fig, axes = panel_row(len(pairs), 4.4, 3.8)
     for ax, (b, what) in zip(axes, pairs, strict=True):
         for (task, alpha), group in _groups(points, b):
@@ -96,7 +98,7 @@ def _draw_sweep(points: list[dict], png: Path) -> None:
             err = [[p["r"]["psnr"]["mean"] - p["r"]["psnr"]["lo"] for p in group],
                    [p["r"]["psnr"]["hi"] - p["r"]["psnr"]["mean"] for p in group]]  # fmt: skip
             ax.errorbar(x, y, yerr=err, marker="o" if alpha == "selected" else "s", ms=3,
-                        capsize=2, ls="-" if alpha == "selected" else ":",
+                        capsize=2, ls="-" if alpha == "selected" else ":", color=color[task],
                         label=f"{task}, {alpha} α")  # fmt: skip
         ax.axhline(0, color="k", lw=0.8)
         ax.invert_xaxis()  # a stronger prior (fewer bits/dim) to the right
