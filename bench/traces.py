@@ -152,3 +152,23 @@ def summarize(traces):
         mean, half = metrics.mean_ci(values) if len(values) else (math.nan, math.nan)
         out.append((*key, len(values), mean, mean - half, mean + half))
     return pd.DataFrame(out, columns=[*keys, "n", "mean", "lo", "hi"])
+
+
+def peaks(summary, margin: float = 0.1):
+    """The solves whose mean PSNR peaks before their last traced step and falls by more than
+    `margin` dB after it (a weight that regularises partly by stopping early): a DataFrame with
+    columns task, method, weight, peak_step, peak, last_step, last, drop (dB, > margin), from
+    `summarize`'s frame."""
+    import pandas as pd
+
+    out = []
+    for key, g in summary.groupby(["task", "method", "weight"], dropna=False, sort=True):
+        g = g[np.isfinite(g["mean"].to_numpy(dtype=np.float64))].sort_values("step")
+        if g.empty:
+            continue
+        best, last = g.loc[g["mean"].idxmax()], g.iloc[-1]
+        if best["mean"] - last["mean"] > margin:
+            out.append((*key, int(best["step"]), best["mean"], int(last["step"]), last["mean"],
+                        best["mean"] - last["mean"]))  # fmt: skip
+    columns = ["task", "method", "weight", "peak_step", "peak", "last_step", "last", "drop"]
+    return pd.DataFrame(out, columns=columns)

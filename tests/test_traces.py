@@ -294,3 +294,24 @@ def test_an_empty_weights_from_is_one_line(tmp_path):
     r = invoke(["run", "--table", "1", "--preset", "smoke", "--weights-from", " ", "--results",
                 str(tmp_path), "--out", str(tmp_path / "rep"), "--no-progress"])  # fmt: skip
     one_line_error(r, "--weights-from is empty")
+
+
+def test_peaks_lists_the_solves_that_fall_after_their_best_step():
+    import pandas as pd
+
+    from bench.traces import peaks
+
+    rows = []
+    for method, means in (
+        ("rising", (10, 20, 25)),
+        ("peaked", (10, 25, 24)),
+        ("flat", (10, 25, 24.95)),
+    ):
+        for step, m in zip((0, 300, 1500), means, strict=True):
+            rows.append({"task": "denoising", "method": method, "weight": 0.1, "step": step,
+                         "n": 4, "mean": float(m), "lo": m - 1.0, "hi": m + 1.0})  # fmt: skip
+    found = peaks(pd.DataFrame(rows))
+    assert found["method"].tolist() == ["peaked"]  # "flat" falls by 0.05 dB, under the margin
+    r = found.iloc[0]
+    assert (r.peak_step, r.peak, r.last_step, r.last) == (300, 25.0, 1500, 24.0)
+    assert r["drop"] == pytest.approx(1.0)
