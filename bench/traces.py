@@ -154,21 +154,44 @@ def summarize(traces):
     return pd.DataFrame(out, columns=[*keys, "n", "mean", "lo", "hi"])
 
 
-def peaks(summary, margin: float = 0.1):
-    """The solves whose mean PSNR peaks before their last traced step and falls by more than
-    `margin` dB after it (a weight that regularises partly by stopping early): a DataFrame with
-    columns task, method, weight, peak_step, peak, last_step, last, drop (dB, > margin), from
-    `summarize`'s frame."""
+PEAK_MARGIN = 0.1  # dB: a fall after the best step smaller than this is not listed
+
+
+def peaks(traces, margin: float = PEAK_MARGIN):
+    """The solves whose mean PSNR peaks before their last traced step and falls after it by
+    more than `margin` dB (a weight that regularises partly by stopping early), from
+    `read_traces`' frame (one row per image and step).
+
+    The peak step is the step of highest mean PSNR over the images finite at that step (as in
+    `summarize`); the fall is paired per image, peak minus last step, over the images finite at
+    both (a diverged or exact image is left out), with its Student-t 95% interval. Returns a
+    DataFrame with columns task, method, weight, peak_step, peak_mean, last_step, last_mean
+    (dB, over those images), fall, fall_lo, fall_hi (dB), n, and objective_peak,
+    objective_last (the method's objective, its mean over the same images); a solve with no
+    finite image at its last step is not listed."""
     import pandas as pd
 
     out = []
-    for key, g in summary.groupby(["task", "method", "weight"], dropna=False, sort=True):
-        g = g[np.isfinite(g["mean"].to_numpy(dtype=np.float64))].sort_values("step")
-        if g.empty:
+    for key, g in traces.groupby(["task", "method", "weight"], dropna=False, sort=True):
+        at = g.pivot_table(index="image", columns="step", values="psnr", aggfunc="first")
+        values = at.to_numpy(dtype=np.float64)
+        finite = np.isfinite(values)
+        counts = finite.sum(axis=0)
+        means = np.where(finite, values, 0.0).sum(axis=0) / np.maximum(counts, 1)
+        means[counts == 0] = -np.inf
+        peak, last = int(np.argmax(means)), values.shape[1] - 1
+        if peak == last or counts[last] == 0:
             continue
-        best, last = g.loc[g["mean"].idxmax()], g.iloc[-1]
-        if best["mean"] - last["mean"] > margin:
-            out.append((*key, int(best["step"]), best["mean"], int(last["step"]), last["mean"],
-                        best["mean"] - last["mean"]))  # fmt: skip
-    columns = ["task", "method", "weight", "peak_step", "peak", "last_step", "last", "drop"]
+        keep = finite[:, peak] & finite[:, last]
+        both = values[keep][:, [peak, last]]
+        fall, half = metrics.mean_ci(both[:, 0] - both[:, 1])
+        if len(both) and fall > margin:
+            objective = g.pivot_table(index="image", columns="step", values="objective",
+                                      aggfunc="first").loc[at.index[keep]]  # fmt: skip
+            steps = [at.columns[peak], at.columns[last]]
+            out.append((*key, int(steps[0]), both[:, 0].mean(), int(steps[1]), both[:, 1].mean(),
+                        fall, fall - half, fall + half, len(both),
+                        *objective[steps].mean(axis=0).tolist()))  # fmt: skip
+    columns = ["task", "method", "weight", "peak_step", "peak_mean", "last_step", "last_mean",
+               "fall", "fall_lo", "fall_hi", "n", "objective_peak", "objective_last"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)

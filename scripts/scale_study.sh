@@ -4,9 +4,11 @@
 # PARTS: overhead replication budget train-epochs sweep-epochs train-wide sweep-wide
 # (default: all, in that order). The baseline is the Table 1 run reports/table1.md was made
 # from; reports/scale.md is rebuilt after each part. Times on the development machine (2 CPUs)
-# are in reports/README.md ("The scale study"). Environment: SCALE_THREADS (torch threads per
-# command, default 2; 1 lets two parts share 2 cores), SCALE_EPOCHS (the kept epochs, in the
-# order the sweep tests them), SCALE_WIDTHS, SCALE_MINUTES (the wide flows' training budget).
+# are in reports/README.md ("The scale study"). Environment (lists space-separated):
+# SCALE_THREADS (torch threads per command, default 2; 1 lets two parts share 2 cores),
+# SCALE_EPOCHS (the kept epochs, in the order the sweep tests them), SCALE_WIDTHS,
+# SCALE_MINUTES (the wide flows' training budget). A training whose checkpoint exists is kept
+# as it is: SCALE_MINUTES, and new SCALE_EPOCHS, then apply only after deleting it.
 set -euo pipefail
 DATA=${1:?usage: bash scripts/scale_study.sh CELEBA_DIR [PART ...]}
 shift
@@ -32,7 +34,7 @@ for part in $PARTS; do
       # a finished training is not extended: rerunning the script reuses its checkpoints
       [ -f "$SWEEP" ] && { echo "kept $SWEEP"; continue; }
       bench train --preset cpu --dataset celeba --data-root "$DATA" --checkpoint "$SWEEP" \
-        --keep-epochs "$(IFS=,; sort -n <<< "$(printf '%s\n' "${EPOCHS[@]}")" | paste -sd,)" $T ;;
+        --keep-epochs "$(IFS=,; echo "${EPOCHS[*]}")" $T ;;
     sweep-epochs)
       for e in "${EPOCHS[@]}"; do
         stamp "sweep, epoch $e"

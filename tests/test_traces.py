@@ -301,17 +301,27 @@ def test_peaks_lists_the_solves_that_fall_after_their_best_step():
 
     from bench.traces import peaks
 
+    # per image: rising; peaked (falls 1 dB, objective still falling); flat (falls 0.05 dB)
+    shapes = {"rising": (10, 20, 25), "peaked": (10, 25, 24), "flat": (10, 25, 24.95)}
     rows = []
-    for method, means in (
-        ("rising", (10, 20, 25)),
-        ("peaked", (10, 25, 24)),
-        ("flat", (10, 25, 24.95)),
-    ):
-        for step, m in zip((0, 300, 1500), means, strict=True):
-            rows.append({"task": "denoising", "method": method, "weight": 0.1, "step": step,
-                         "n": 4, "mean": float(m), "lo": m - 1.0, "hi": m + 1.0})  # fmt: skip
-    found = peaks(pd.DataFrame(rows))
+    for method, means in shapes.items():
+        for image in ("a", "b", "c"):
+            for step, m in zip((0, 300, 1500), means, strict=True):
+                jitter = {"a": -0.1, "b": 0.0, "c": 0.1}[image]
+                rows.append({"step": step, "image": image, "psnr": m + jitter,
+                             "objective": 100.0 - step / 100, "method": method,
+                             "task": "denoising", "weight": 0.1})  # fmt: skip
+    # an image diverged at the peak is left out of the pairing; one exact at step 0 is ignored
+    rows.append({"step": 300, "image": "d", "psnr": math.nan, "objective": math.nan,
+                 "method": "peaked", "task": "denoising", "weight": 0.1})  # fmt: skip
+    rows.append({"step": 1500, "image": "d", "psnr": 5.0, "objective": 1.0,
+                 "method": "peaked", "task": "denoising", "weight": 0.1})  # fmt: skip
+    frame = pd.DataFrame(rows).sample(frac=1.0, random_state=0)  # steps in no order
+    found = peaks(frame)
     assert found["method"].tolist() == ["peaked"]  # "flat" falls by 0.05 dB, under the margin
     r = found.iloc[0]
-    assert (r.peak_step, r.peak, r.last_step, r.last) == (300, 25.0, 1500, 24.0)
-    assert r["drop"] == pytest.approx(1.0)
+    assert (r.peak_step, r.last_step, r.n) == (300, 1500, 3)
+    assert (r.peak_mean, r.last_mean) == pytest.approx((25.0, 24.0))
+    assert r.fall == pytest.approx(1.0) and r.fall_lo == pytest.approx(1.0)
+    assert (r.objective_peak, r.objective_last) == pytest.approx((97.0, 85.0))
+    assert peaks(frame[frame["method"] == "rising"]).empty

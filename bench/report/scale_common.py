@@ -52,8 +52,15 @@ def panel_row(n: int, width: float, height: float):
 
 
 def colors_of(names) -> dict:
-    """One matplotlib color per name, the same in every panel of a figure (sorted names)."""
-    return {name: f"C{i % 10}" for i, name in enumerate(sorted(set(names)))}
+    """One matplotlib color per name, the same in every panel of a figure (sorted names): the
+    default cycle's ten, or tab20's twenty for more names (repeating after twenty)."""
+    import matplotlib
+
+    names = sorted(set(names))
+    if len(names) <= 10:
+        return {name: f"C{i}" for i, name in enumerate(names)}
+    tab20 = matplotlib.colormaps["tab20"].colors
+    return {name: tab20[i % 20] for i, name in enumerate(names)}
 
 
 def finish_row(fig, axes, ylabel: str, legend_size: int, title: str, png: Path) -> None:

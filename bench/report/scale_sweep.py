@@ -56,6 +56,8 @@ def sweep_section(flows: dict, base, results_dir, out_dir) -> dict:
                                        "alpha": alpha, "task": t, "r": r})  # fmt: skip
     out["points"] = points
     lines += _sweep_tables(points)
+    if not points:  # flows recorded, but no pair of their cells to compare
+        return out
     png = Path(out_dir) / FIGURES_DIR / PRIOR_PNG
     _draw_sweep(points, png)
     lines += [f"![The solver's margins against validation bits/dim]({FIGURES_DIR}/{PRIOR_PNG})", ""]
