@@ -341,10 +341,14 @@ def _sweep_move(sweep: dict, c, t: str) -> str:
              and p["alpha"] == "selected"]  # fmt: skip
     if not group:
         return "not swept"
+    ends = sorted(group, key=lambda p: -(p["bpd"] or 0))
+    weak, strong = ends[0], ends[-1]
+    span = (f"{num(weak['r']['psnr']['mean'], 2)} dB at {num(weak['bpd'], 2)} bits/dim → "
+            f"{num(strong['r']['psnr']['mean'], 2)} dB at {num(strong['bpd'], 2)}")  # fmt: skip
     f = trend(group)
     if f is None:
-        return f"{len(group)} flow(s): no trend yet"
-    return f"{direction(f)} ({num(-f['slope'], 2)} dB per bit/dim less)"
+        return f"{span}; {len(group)} flow(s): no trend yet"
+    return f"{span}; {direction(f)} ({num(-f['slope'], 2)} dB per bit/dim less)"
 
 
 def _replicates(replication: dict, key) -> str:
