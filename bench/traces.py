@@ -173,25 +173,23 @@ def peaks(traces, margin: float = PEAK_MARGIN):
 
     out = []
     for key, g in traces.groupby(["task", "method", "weight"], dropna=False, sort=True):
-        at = g.pivot_table(index="image", columns="step", values="psnr", aggfunc="first")
-        values = at.to_numpy(dtype=np.float64)
-        finite = np.isfinite(values)
-        counts = finite.sum(axis=0)
-        means = np.where(finite, values, 0.0).sum(axis=0) / np.maximum(counts, 1)
-        means[counts == 0] = -np.inf
-        peak, last = int(np.argmax(means)), values.shape[1] - 1
-        if peak == last or counts[last] == 0:
+        # dropna=False keeps a step where every image diverged (the last one is checked)
+        at = g.pivot_table(index="image", columns="step", values=["psnr", "objective"],
+                           aggfunc="first", dropna=False)  # fmt: skip
+        psnr = at["psnr"]
+        means = psnr.where(np.isfinite(psnr)).mean()  # per step, over its finite images
+        if means.isna().iloc[-1]:
             continue
-        keep = finite[:, peak] & finite[:, last]
-        both = values[keep][:, [peak, last]]
-        fall, half = metrics.mean_ci(both[:, 0] - both[:, 1])
-        if len(both) and fall > margin:
-            objective = g.pivot_table(index="image", columns="step", values="objective",
-                                      aggfunc="first").loc[at.index[keep]]  # fmt: skip
-            steps = [at.columns[peak], at.columns[last]]
-            out.append((*key, int(steps[0]), both[:, 0].mean(), int(steps[1]), both[:, 1].mean(),
-                        fall, fall - half, fall + half, len(both),
-                        *objective[steps].mean(axis=0).tolist()))  # fmt: skip
+        steps = [means.idxmax(), psnr.columns[-1]]  # the peak and the last step
+        pair = psnr[steps][np.isfinite(psnr[steps]).all(axis=1)]
+        if steps[0] == steps[1] or pair.empty:
+            continue
+        fall, half = metrics.mean_ci(pair[steps[0]] - pair[steps[1]])
+        if fall > margin:
+            objective = at["objective"].loc[pair.index, steps].mean()
+            out.append((*key, int(steps[0]), pair[steps[0]].mean(), int(steps[1]),
+                        pair[steps[1]].mean(), fall, fall - half, fall + half, len(pair),
+                        *objective.tolist()))  # fmt: skip
     columns = ["task", "method", "weight", "peak_step", "peak_mean", "last_step", "last_mean",
                "fall", "fall_lo", "fall_hi", "n", "objective_peak", "objective_last"]  # fmt: skip
     return pd.DataFrame(out, columns=columns)

@@ -325,3 +325,7 @@ def test_peaks_lists_the_solves_that_fall_after_their_best_step():
     assert r.fall == pytest.approx(1.0) and r.fall_lo == pytest.approx(1.0)
     assert (r.objective_peak, r.objective_last) == pytest.approx((97.0, 85.0))
     assert peaks(frame[frame["method"] == "rising"]).empty
+    # a solve whose last step has no finite image is not compared with an earlier step
+    diverged = frame[frame["method"] == "peaked"].copy()
+    diverged.loc[diverged["step"] == 1500, "psnr"] = math.nan
+    assert peaks(diverged).empty
