@@ -227,3 +227,58 @@ def test_perf_cli_quick(tmp_path):
     assert (tmp_path / "r" / "perf.md").is_file() and (tmp_path / "s" / "perf.csv").is_file()
     bad = CliRunner().invoke(main, ["perf", "--batches", "a,b"])
     assert bad.exit_code == 2 and "error:" in bad.output
+
+
+def test_table1_workers_solve_every_row_both_ways():
+    from bench.perf.run import perf_flow
+
+    flow = perf_flow("coupling", 4, "cpu")
+    rows = perf.measure_table1_workers(flow, "smoke", 1, 1, 2)
+    per_cell, fused = rows
+    assert (per_cell["mode"], fused["mode"]) == ("per cell", "fused")
+    assert per_cell["workers"] == fused["workers"] == 2
+    # the same rows both ways, all of the smoke preset's Table 1 latent cells
+    cells, preset = perf.table1_cells("smoke")
+    assert (
+        per_cell["rows"]
+        == fused["rows"]
+        == preset.select_images * sum(c.stage == "select" for c in cells)
+        + preset.test_images * sum(c.stage == "test" for c in cells)
+    )
+    assert per_cell["solves"] == len(cells) > fused["solves"]
+    assert fused["fused_ratio"] == pytest.approx(fused["images_per_s"] / per_cell["images_per_s"])
+    with pytest.raises(ValueError, match="at least 2"):
+        perf.measure_table1_workers(flow, "smoke", 1, 1, 1)
+
+
+def test_throughput_report_states_both_configurations():
+    from bench.perf.report import _throughput_lines
+
+    base = dict(
+        figure="table1_throughput",
+        arch="coupling",
+        batch=59,
+        reps=2,
+        run_preset="cpu",
+        cells=77,
+        rows=4544,
+        iters=10,
+        solves=77,
+        width=128,
+        median_ms=1.0,
+    )
+    rows = [
+        dict(base, mode="per cell", images_per_s=700.0),
+        dict(base, mode="fused", images_per_s=840.0, fused_ratio=1.2),
+        dict(base, mode="per cell", workers=2, images_per_s=800.0),
+        dict(base, mode="fused", workers=2, images_per_s=880.0, fused_ratio=1.1),
+    ]
+    text = "\n".join(_throughput_lines(rows, 2))
+    assert "| 1 × 2 |" in text and "| 2 × 1 |" in text
+    assert "**1.20×**" in text and "**1.10×**" in text
+    # fastest fused (880) against fastest per cell (800), and each path's gain from workers
+    assert "fused 1.10× per cell" in text
+    assert "per-cell path 1.14×" in text and "fused path 1.05×" in text
+    # a CSV without the workers column (older runs) is one configuration
+    old = [{k: v for k, v in r.items() if k != "workers"} for r in rows[:2]]
+    assert "2 × 1" not in "\n".join(_throughput_lines(old, 2))

@@ -10,7 +10,9 @@ One run measures, on one device:
 - generation alone (z → x, under `torch.inference_mode`) for both architectures;
 - one training step (forward x → z, mean NLL, backward, Adam) of the coupling flow;
 - Table 1 throughput: the latent solves of a run preset's Table 1, one solve per cell against
-  the runner's fused solve (`throughput`), in image-iterations per second and as a ratio;
+  the runner's fused solve (`throughput`), in image-iterations per second and as a ratio: in
+  one process on every thread and, on a CPU with several threads, on as many single-thread
+  worker processes (``bench run --jobs N --threads 1``);
 - the peak memory of each measurement (CPU: the process's resident-set high-water mark, reset
   before each measurement; CUDA: the allocator's peak).
 
@@ -65,7 +67,11 @@ from bench.perf.settings import (
     PerfPreset,
     busy_limit,
 )
-from bench.perf.throughput import measure_table1_throughput, table1_cells
+from bench.perf.throughput import (
+    measure_table1_throughput,
+    measure_table1_workers,
+    table1_cells,
+)
 
 __all__ = [
     "FLOPS_NOTE",
@@ -95,6 +101,7 @@ __all__ = [
     "measure_matmul",
     "measure_solver",
     "measure_table1_throughput",
+    "measure_table1_workers",
     "measure_training",
     "perf_flow",
     "perf_markdown",

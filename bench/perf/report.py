@@ -87,7 +87,7 @@ def perf_markdown(result: PerfResult, command: str = "bench perf") -> str:
         *_memory_lines(rows),
         *_bf16_lines(rows, info),
         *_tf32_lines(rows),
-        *_throughput_lines(rows),
+        *_throughput_lines(rows, info.get("threads")),
         FLOPS_NOTE,
         "",
     ]
@@ -199,30 +199,63 @@ def _tf32_lines(rows: list[dict]) -> list[str]:
     ]
 
 
-def _throughput_lines(rows: list[dict]) -> list[str]:
-    """Table 1 throughput, per cell against fused, when it was measured."""
-    tp = {r["mode"]: r for r in rows if r["figure"] == "table1_throughput"}
-    if set(tp) != {"per cell", "fused"}:
+def _throughput_lines(rows: list[dict], threads: int | None = None) -> list[str]:
+    """Table 1 throughput, per cell against fused, when it was measured: in one process (on
+    its `threads`), and on single-thread worker processes when those were measured too."""
+    tp = [r for r in rows if r["figure"] == "table1_throughput"]
+    configs = sorted({int(_or(r.get("workers"), 1)) for r in tp})
+    pairs = {}
+    for w in configs:
+        by_mode = {r["mode"]: r for r in tp if int(_or(r.get("workers"), 1)) == w}
+        if set(by_mode) == {"per cell", "fused"}:
+            pairs[w] = by_mode
+    if 1 not in pairs:
         return []
-    a, b = tp["per cell"], tp["fused"]
-    return [
+    a = pairs[1]["per cell"]
+    one = "1" if threads is None else f"1 × {threads}"
+    lines = [
         f"Table 1 throughput: the latent solves of the `{a['run_preset']}` preset's Table 1 "
         f"({a['cells']} cells of flow methods, {a['rows']} rows; grid cells and one test cell "
         f"per method and task; BM3D left out) with a width-{a['width']} flow, {a['iters']} "
         f"iterations, median of {a['reps']} alternating rounds:",
         "",
-        "| path | solves | rows per solve | seconds | image-iterations / s |",
-        "|---|---:|---:|---:|---:|",
-        f"| per cell (`bench run --no-fuse`) | {a['solves']} | {a['batch']} (mean) "
-        f"| {a['median_ms'] / 1e3:.1f} | {a['images_per_s']:.0f} |",
-        f"| fused (`bench run`) | {b['solves']} | ≤ {b['batch']} "
-        f"| {b['median_ms'] / 1e3:.1f} | {b['images_per_s']:.0f} |",
-        "",
-        f"**Fused: {b['fused_ratio']:.2f}× the per-cell throughput.** Image-iterations = rows × "
-        "iterations (MAP's rows count once though they take two passes). The runner's whole "
-        "Table 1 adds BM3D, which the fused path runs beside the solve on a spare thread.",
-        "",
+        "| path | processes × threads | solves | rows per solve | seconds "
+        "| image-iterations / s | fused ÷ per cell |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
+    for w, pair in pairs.items():
+        how = one if w == 1 else f"{w} × 1"
+        flag = "" if w == 1 else f" --jobs {w} --threads 1"
+        for mode, r in pair.items():
+            cmd = f"bench run --no-fuse{flag}" if mode == "per cell" else f"bench run{flag}"
+            size = f"{r['batch']} (mean)" if mode == "per cell" else f"≤ {r['batch']}"
+            ratio = f"**{r['fused_ratio']:.2f}×**" if mode == "fused" else ""
+            lines.append(
+                f"| {mode} (`{cmd}`) | {how} | {r['solves']} | {size} "
+                f"| {r['median_ms'] / 1e3:.1f} | {r['images_per_s']:.0f} | {ratio} |"
+            )
+    lines += [
+        "",
+        "Image-iterations = rows × iterations (MAP's rows count once though they take two "
+        "passes). The runner's whole Table 1 adds BM3D, which the fused path runs beside the "
+        "solve on a spare thread.",
+    ]
+    if len(pairs) > 1:
+        w = max(pairs)
+        gain = {m: pairs[w][m]["images_per_s"] / pairs[1][m]["images_per_s"] for m in pairs[1]}
+        best = {m: max(p[m]["images_per_s"] for p in pairs.values()) for m in gain}
+        lines.append(
+            f"Fastest against fastest: fused {best['fused'] / best['per cell']:.2f}× per cell. "
+            f"{w} single-thread workers speed the per-cell path {gain['per cell']:.2f}× and the "
+            f"fused path {gain['fused']:.2f}× over one process: the threads of one process "
+            "wait for each other at every operation, which costs a small batch the most."
+        )
+    return [*lines, ""]
+
+
+def _or(value, default):
+    """`value`, or `default` where it is missing (None or a CSV's NaN)."""
+    return default if value is None or value != value else value
 
 
 def write_perf(

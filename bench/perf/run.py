@@ -230,6 +230,19 @@ def _throughput_rows(coupling, preset: PerfPreset, device, log) -> list[dict]:
         f"  {per_cell['images_per_s']:.0f} vs {fused['images_per_s']:.0f} image-iterations/s: "
         f"fused {fused['fused_ratio']:.2f}× per cell"
     )
+    workers = torch.get_num_threads()
+    if torch.device(device).type == "cpu" and workers >= 2:
+        from bench.perf.throughput import measure_table1_workers
+
+        log(f"  ... and on {workers} single-thread workers (--jobs {workers} --threads 1)")
+        more = measure_table1_workers(
+            flow, preset.table1_preset, preset.table1_iters, preset.table1_reps, workers
+        )
+        log(
+            f"  {more[0]['images_per_s']:.0f} vs {more[1]['images_per_s']:.0f} "
+            f"image-iterations/s: fused {more[1]['fused_ratio']:.2f}× per cell"
+        )
+        rows += more
     return rows
 
 

@@ -14,6 +14,12 @@ for the same iterations, in one process:
 Figures: image-iterations per second (rows × iterations / wall time; MAP's rows count once,
 though they take two passes), and the ratio fused / per cell. The two paths alternate
 (per cell, fused, per cell, fused, ...) for `reps` rounds and each figure is the median.
+
+`measure_table1_workers` measures the same two paths on a CPU as ``bench run --jobs N --threads
+1`` runs them: N single-thread worker processes that take units of work (a cell; a chunk of
+whole cells, `bench.runner.fused.work_units`' packing) from one queue, largest first. On a
+small CPU this is the fairer baseline: a one-process solve of a 32-image cell on several threads
+loses much of its time to the threads waiting for each other, which separate processes do not.
 """
 
 from __future__ import annotations
@@ -118,6 +124,7 @@ def measure_table1_throughput(
                 "figure": "table1_throughput",
                 "arch": flow.arch,
                 "mode": mode,
+                "workers": 1,
                 "batch": int(round(batches)),
                 "reps": len(t),
                 "median_ms": med * 1e3,
@@ -131,6 +138,143 @@ def measure_table1_throughput(
                 "iters": iters,
                 "solves": units,
                 "width": flow.arch_config.get("hidden"),
+            }
+        )
+    out[1]["fused_ratio"] = out[1]["images_per_s"] / out[0]["images_per_s"]
+    return out
+
+
+def _units(cells, rows: list[int], costs: list[float], mode: str, max_batch: int):
+    """The units of work of `mode` ('per cell': each cell; 'fused': whole cells packed into
+    chunks of at most `max_batch` passes, as ``bench run --jobs N``), each a list of (cell
+    index, first row, stop row), largest unit first."""
+    from bench.runner.fused import plan_chunks
+
+    if mode == "per cell":
+        units = [[(i, 0, n)] for i, n in enumerate(rows)]
+    else:
+        chunks = plan_chunks(cells, rows, costs, max_batch, split=False)
+        units = [[(s.index, s.start, s.stop) for s in chunk] for chunk in chunks]
+    return sorted(units, key=lambda u: -sum((b - a) * costs[i] for i, a, b in u))
+
+
+def _shard_worker(state, arch_config, run_preset, iters, mode, max_batch, queue, barrier, done):
+    """One single-thread worker of `measure_table1_workers`: rebuilds the flow, solves one
+    untimed warm-up, waits for the others at `barrier`, then takes unit numbers from `queue`
+    until it is empty and solves each. Puts its own rows and seconds on `done`."""
+    import queue as queue_module
+
+    from bench.flows import flow_from_config
+    from bench.runner.fused import row_cost
+    from bench.solve import solve_latents
+
+    torch.set_num_threads(1)
+    flow = flow_from_config(arch_config)
+    flow.load_state_dict(state)
+    flow.eval().requires_grad_(False)
+    cells, preset = table1_cells(run_preset)
+    inputs = _inputs(cells, preset)
+    rows = [len(seeds) for *_, seeds in inputs]
+    units = _units(cells, rows, [row_cost(m) for m, *_ in inputs], mode, max_batch)
+
+    def problem(i: int, start: int, stop: int):
+        method, task, y, weight, seeds = inputs[i]
+        return method.problem(flow, task, y[start:stop], weight, seeds[start:stop], "cpu")
+
+    solve_latents(flow, [problem(0, 0, min(rows[0], 4))], 1)
+    barrier.wait()
+    t0, solved = perf_counter(), 0
+    while True:
+        try:
+            k = queue.get_nowait()
+        except queue_module.Empty:
+            break
+        solve_latents(flow, [problem(*seg) for seg in units[k]], iters)
+        solved += sum(b - a for _, a, b in units[k])
+    done.put((solved, perf_counter() - t0))
+
+
+def _time_workers(flow, run_preset: str, iters: int, mode: str, workers: int, max_batch: int):
+    """Wall seconds for `workers` single-thread processes to solve every unit of `mode`, from
+    the moment all of them are warm to the last one's finish."""
+    import multiprocessing as mp
+
+    from bench.runner.fused import row_cost
+
+    cells, preset = table1_cells(run_preset)
+    inputs = _inputs(cells, preset)
+    rows = [len(seeds) for *_, seeds in inputs]
+    n_units = len(_units(cells, rows, [row_cost(m) for m, *_ in inputs], mode, max_batch))
+    ctx = mp.get_context("spawn")
+    queue, done, barrier = ctx.Queue(), ctx.Queue(), ctx.Barrier(workers + 1)
+    for k in range(n_units):
+        queue.put(k)
+    state = {k: v.detach().cpu() for k, v in flow.state_dict().items()}
+    args = (state, flow.arch_config, run_preset, iters, mode, max_batch, queue, barrier, done)
+    procs = [ctx.Process(target=_shard_worker, args=args, daemon=True) for _ in range(workers)]
+    for p in procs:
+        p.start()
+    try:
+        barrier.wait(timeout=600)
+        t0 = perf_counter()
+        results = [done.get(timeout=3600) for _ in procs]
+        seconds = perf_counter() - t0
+    finally:
+        for p in procs:
+            p.join(timeout=10)
+            if p.is_alive():
+                p.kill()
+    if sum(r for r, _ in results) != sum(rows):
+        raise RuntimeError(f"workers solved {sum(r for r, _ in results)} of {sum(rows)} rows")
+    return seconds, n_units, sum(rows)
+
+
+def measure_table1_workers(
+    flow, run_preset: str, iters: int, reps: int, workers: int, max_batch: int | None = None
+) -> list[dict]:
+    """Two rows like `measure_table1_throughput`'s (modes 'per cell' and 'fused', with
+    `workers` = the number of processes, one thread each), measured on the CPU as ``bench run
+    --jobs N --threads 1`` computes: `workers` spawned single-thread processes taking units of
+    work from one queue (`_units`). Median of `reps` alternating rounds; the fused row carries
+    the ratio. ValueError for fewer than 2 workers."""
+    from bench.runner.fused import default_max_batch
+
+    if workers < 2:
+        raise ValueError(f"workers must be at least 2, got {workers}")
+    width = flow.arch_config.get("hidden")
+    batch = max_batch or default_max_batch("cpu", width)
+    times: dict[str, list[float]] = {"per cell": [], "fused": []}
+    meta = {}
+    for _ in range(max(reps, 1)):
+        for mode in times:
+            seconds, units, n_rows = _time_workers(flow, run_preset, iters, mode, workers, batch)
+            times[mode].append(seconds)
+            meta[mode] = (units, n_rows)
+    out = []
+    for mode, t in times.items():
+        units, n_rows = meta[mode]
+        t = np.array(t)
+        med = float(np.median(t))
+        work = n_rows * iters
+        out.append(
+            {
+                "figure": "table1_throughput",
+                "arch": flow.arch,
+                "mode": mode,
+                "workers": workers,
+                "batch": int(round(n_rows / units)) if mode == "per cell" else batch,
+                "reps": len(t),
+                "median_ms": med * 1e3,
+                "min_ms": float(t.min()) * 1e3,
+                "max_ms": float(t.max()) * 1e3,
+                "ms_per_image": med * 1e3 / work,
+                "images_per_s": work / med,
+                "run_preset": run_preset,
+                "cells": len(table1_cells(run_preset)[0]),
+                "rows": n_rows,
+                "iters": iters,
+                "solves": units,
+                "width": width,
             }
         )
     out[1]["fused_ratio"] = out[1]["images_per_s"] / out[0]["images_per_s"]
