@@ -234,3 +234,20 @@ def test_sample_out_an_existing_folder_with_a_dot_is_the_reports_folder(
     result = invoke([*args, "--stds", "0", "--per-row", "1"])
     assert result.exit_code == 0, result.output
     assert (out / "fig1_samples.png").is_file()
+
+
+def test_estimate_overlaps_bm3d_with_a_fused_solve(monkeypatch):
+    monkeypatch.setattr(runner.estimate, "time_solver_iteration", lambda *a, **k: 1.0)
+    monkeypatch.setattr(runner.estimate, "time_method_image", lambda *a, **k: 2.0)
+    plan = runner.plan_table1(SMOKE, "ours,bm3d", "denoising").with_images(test=1, select=2)
+    solve, bm3d = (2 * 2 + 1 * 1) * 10 * 1.0, 1 * 2.0
+    cells = runner.estimate_seconds(plan, "cpu", threads=2)
+    assert cells == pytest.approx(solve + bm3d)  # per cell: one after the other
+    # fused on 2 threads: BM3D on one thread beside the solve, which runs on one thread fewer
+    fused = runner.estimate_seconds(plan, "cpu", threads=2, fused_batch=8)
+    assert fused == pytest.approx(solve + bm3d / 2)
+    # on one thread there is no worker beside it; with --jobs 2 the cells are shared out
+    assert runner.estimate_seconds(plan, "cpu", threads=1, fused_batch=8) == pytest.approx(
+        solve + bm3d
+    )
+    assert runner.estimate.overlapped(1.0, 5.0, 2) == 5.0  # cells longer than the solve finish last

@@ -112,8 +112,10 @@ def estimate_seconds(
 
     `fused_batch`: the rows of a fused solve (`bench.runner.fused`): the solver iteration is
     timed at that batch (at most the rows of the flow cells) rather than at a cell's (at most
-    EVAL_BATCH images). Images are those the plan counts (`Plan.images`: the images actually
-    loaded once `Plan.with_images` has set them)."""
+    EVAL_BATCH images). With one job and several threads a fused run computes the cells without
+    a flow in a one-thread worker beside the solve (`bench.runner.fused_run`), so their time
+    overlaps it (`overlapped`). Images are those the plan counts (`Plan.images`: the images
+    actually loaded once `Plan.with_images` has set them)."""
     import torch
 
     from bench import methods as M
@@ -134,21 +136,30 @@ def estimate_seconds(
                 plan.preset.hidden, device, batch, arch, flow_config=flow_config
             )
         per_image: dict[tuple[str, str], float] = {}
-        total = 0.0
+        solve = other = 0.0
         for c in cells:
             n = plan.images(c.stage)
             if M.get_method(c.method).needs_flow:
                 cost = float(M.get_method(c.method).cost)
-                total += per_image_iter * n * plan.preset.iters * cost
+                solve += per_image_iter * n * plan.preset.iters * cost
                 continue
             if (c.method, c.task) not in per_image:
                 per_image[(c.method, c.task)] = time_method_image(
                     c.method, c.task, c.weight, plan.preset.iters, device
                 )
-            total += per_image[(c.method, c.task)] * n
+            other += per_image[(c.method, c.task)] * n
     finally:
         torch.set_num_threads(before)
-    return total / parallel_workers(jobs, threads)
+    if fused_batch and jobs == 1 and threads >= 2 and solve > 0 and other > 0:
+        return overlapped(solve, other, threads)
+    return (solve + other) / parallel_workers(jobs, threads)
+
+
+def overlapped(solve: float, other: float, threads: int) -> float:
+    """Seconds of a fused solve of `solve` seconds (on `threads` threads) with `other` seconds
+    of one-thread cells beside it: while they run the solve has one thread fewer, so it loses
+    about other / threads seconds of progress; cells longer than the solve finish last."""
+    return max(solve + other / threads, other)
 
 
 def parallel_workers(jobs: int, threads: int = 1) -> int:
