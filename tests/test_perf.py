@@ -192,7 +192,7 @@ def test_perf_run_writes_csv_and_markdown(tmp_path):
         "bench perf -x",
         "bfloat16",
         "Table 1 throughput",
-        "the per-cell throughput",
+        "fused ÷ per cell",
     ):
         assert words in text
 

@@ -111,37 +111,14 @@ def measure_table1_throughput(
             fn()
             sync(device)
             times[mode].append(perf_counter() - t0)
-    work = sum(rows) * iters
-    out = []
-    for mode, batches, units in (
-        ("per cell", np.mean(rows), len(cells)),
-        ("fused", batch, len(chunks)),
-    ):
-        t = np.array(times[mode])
-        med = float(np.median(t))
-        out.append(
-            {
-                "figure": "table1_throughput",
-                "arch": flow.arch,
-                "mode": mode,
-                "workers": 1,
-                "batch": int(round(batches)),
-                "reps": len(t),
-                "median_ms": med * 1e3,
-                "min_ms": float(t.min()) * 1e3,
-                "max_ms": float(t.max()) * 1e3,
-                "ms_per_image": med * 1e3 / work,
-                "images_per_s": work / med,
-                "run_preset": run_preset,
-                "cells": len(cells),
-                "rows": int(sum(rows)),
-                "iters": iters,
-                "solves": units,
-                "width": flow.arch_config.get("hidden"),
-            }
-        )
-    out[1]["fused_ratio"] = out[1]["images_per_s"] / out[0]["images_per_s"]
-    return out
+    common = dict(run_preset=run_preset, cells=len(cells), rows=int(sum(rows)), iters=iters)
+    return throughput_rows(
+        flow,
+        times,
+        {"per cell": (int(round(np.mean(rows))), len(cells)), "fused": (batch, len(chunks))},
+        workers=1,
+        **common,
+    )
 
 
 def _units(cells, rows: list[int], costs: list[float], mode: str, max_batch: int):
@@ -250,31 +227,40 @@ def measure_table1_workers(
             seconds, units, n_rows = _time_workers(flow, run_preset, iters, mode, workers, batch)
             times[mode].append(seconds)
             meta[mode] = (units, n_rows)
+    n_cells = len(table1_cells(run_preset)[0])
+    n_rows = meta["fused"][1]
+    shape = {"per cell": (int(round(n_rows / meta["per cell"][0])), meta["per cell"][0])}
+    shape["fused"] = (batch, meta["fused"][0])
+    common = dict(run_preset=run_preset, cells=n_cells, rows=n_rows, iters=iters)
+    return throughput_rows(flow, times, shape, workers=workers, **common)
+
+
+def throughput_rows(flow, times: dict, shape: dict, workers: int, **common) -> list[dict]:
+    """The rows 'per cell' and 'fused' of the figure 'table1_throughput' from each mode's
+    timed `times` (seconds, one per round) and `shape` ((rows per solve, solves)); `common`
+    holds run_preset, cells, rows and iters. The fused row carries the ratio."""
+    work = common["rows"] * common["iters"]
     out = []
-    for mode, t in times.items():
-        units, n_rows = meta[mode]
-        t = np.array(t)
+    for mode in ("per cell", "fused"):
+        t = np.array(times[mode])
         med = float(np.median(t))
-        work = n_rows * iters
+        batch, solves = shape[mode]
         out.append(
             {
                 "figure": "table1_throughput",
                 "arch": flow.arch,
                 "mode": mode,
                 "workers": workers,
-                "batch": int(round(n_rows / units)) if mode == "per cell" else batch,
+                "batch": int(batch),
                 "reps": len(t),
                 "median_ms": med * 1e3,
                 "min_ms": float(t.min()) * 1e3,
                 "max_ms": float(t.max()) * 1e3,
                 "ms_per_image": med * 1e3 / work,
                 "images_per_s": work / med,
-                "run_preset": run_preset,
-                "cells": len(table1_cells(run_preset)[0]),
-                "rows": n_rows,
-                "iters": iters,
-                "solves": units,
-                "width": width,
+                **common,
+                "solves": solves,
+                "width": flow.arch_config.get("hidden"),
             }
         )
     out[1]["fused_ratio"] = out[1]["images_per_s"] / out[0]["images_per_s"]
