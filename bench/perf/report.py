@@ -202,11 +202,15 @@ def _tf32_lines(rows: list[dict]) -> list[str]:
 def _throughput_lines(rows: list[dict], threads: int | None = None) -> list[str]:
     """Table 1 throughput, per cell against fused, when it was measured: in one process (on
     its `threads`), and on single-thread worker processes when those were measured too."""
+    import pandas as pd
+
+    def workers(r: dict) -> int:  # 1 where a CSV from before the column holds none (NaN)
+        return 1 if pd.isna(r.get("workers")) else int(r["workers"])
+
     tp = [r for r in rows if r["figure"] == "table1_throughput"]
-    configs = sorted({int(_or(r.get("workers"), 1)) for r in tp})
     pairs = {}
-    for w in configs:
-        by_mode = {r["mode"]: r for r in tp if int(_or(r.get("workers"), 1)) == w}
+    for w in sorted({workers(r) for r in tp}):
+        by_mode = {r["mode"]: r for r in tp if workers(r) == w}
         if set(by_mode) == {"per cell", "fused"}:
             pairs[w] = by_mode
     if 1 not in pairs:
@@ -251,11 +255,6 @@ def _throughput_lines(rows: list[dict], threads: int | None = None) -> list[str]
             "second, each against itself)."
         )
     return [*lines, ""]
-
-
-def _or(value, default):
-    """`value`, or `default` where it is missing (None or a CSV's NaN)."""
-    return default if value is None or value != value else value
 
 
 def write_perf(

@@ -72,6 +72,26 @@ def _inputs(cells, preset, seed: int = 0):
     return out
 
 
+def _plan(run_preset: str):
+    """(cells, preset, rows, costs) of the run preset's Table 1 latent cells, without measuring
+    any image: each cell's rows (its stage's images) and generator passes per row."""
+    from bench.methods import get_method
+    from bench.runner.fused import row_cost
+
+    cells, preset = table1_cells(run_preset)
+    n_stage = {"select": preset.select_images, "test": preset.test_images}
+    rows = [n_stage[c.stage] for c in cells]
+    return cells, preset, rows, [row_cost(get_method(c.method)) for c in cells]
+
+
+def _problem(flow, inputs, segment: tuple[int, int, int], device):
+    """The latent problem of rows start:stop of cell i (`segment` = (i, start, stop)), built as
+    the runner builds it (`FlowMethod.problem`) from that cell's `_inputs` entry."""
+    i, start, stop = segment
+    method, task, y, weight, seeds = inputs[i]
+    return method.problem(flow, task, y[start:stop], weight, seeds[start:stop], device)
+
+
 def measure_table1_throughput(
     flow, run_preset: str, iters: int, reps: int, device, max_batch: int | None = None
 ) -> list[dict]:
@@ -79,30 +99,25 @@ def measure_table1_throughput(
     second of the run preset's Table 1 latent solves on `flow`, `iters` iterations each, median
     of `reps` alternating rounds; the fused row carries the ratio to the per-cell one. Each
     path builds its problems (`FlowMethod.problem`) inside its timed part, as the runner does."""
-    from bench.runner.fused import default_max_batch, plan_chunks, row_cost
+    from bench.runner.fused import default_max_batch, plan_chunks
     from bench.solve import solve_latents
 
-    cells, preset = table1_cells(run_preset)
+    cells, preset, rows, costs = _plan(run_preset)
     inputs = _inputs(cells, preset)
-    rows = [len(seeds) for *_, seeds in inputs]
-    costs = [row_cost(m) for m, *_ in inputs]
     batch = max_batch or default_max_batch(str(device), flow.arch_config.get("hidden"))
     chunks = plan_chunks(cells, rows, costs, batch, split=True)
 
-    def problem(i: int, start: int, stop: int):
-        method, task, y, weight, seeds = inputs[i]
-        return method.problem(flow, task, y[start:stop], weight, seeds[start:stop], device)
-
     def per_cell():
         for i, n in enumerate(rows):
-            solve_latents(flow, [problem(i, 0, n)], iters)
+            solve_latents(flow, [_problem(flow, inputs, (i, 0, n), device)], iters)
 
     def fused():
         for chunk in chunks:
-            solve_latents(flow, [problem(s.index, s.start, s.stop) for s in chunk], iters)
+            segments = [(s.index, s.start, s.stop) for s in chunk]
+            solve_latents(flow, [_problem(flow, inputs, seg, device) for seg in segments], iters)
 
     # untimed first: one-time costs (allocator, thread pools, CUDA) are paid by neither path
-    solve_latents(flow, [problem(0, 0, min(rows[0], 4))], 1)
+    solve_latents(flow, [_problem(flow, inputs, (0, 0, min(rows[0], 4)), device)], 1)
     times: dict[str, list[float]] = {"per cell": [], "fused": []}
     for _ in range(max(reps, 1)):
         for mode, fn in (("per cell", per_cell), ("fused", fused)):
@@ -135,14 +150,14 @@ def _units(cells, rows: list[int], costs: list[float], mode: str, max_batch: int
     return sorted(units, key=lambda u: -sum((b - a) * costs[i] for i, a, b in u))
 
 
-def _shard_worker(state, arch_config, run_preset, iters, mode, max_batch, queue, barrier, done):
+def _shard_worker(state, arch_config, run_preset, iters, units, queue, barrier, done):
     """One single-thread worker of `measure_table1_workers`: rebuilds the flow, solves one
     untimed warm-up, waits for the others at `barrier`, then takes unit numbers from `queue`
-    until it is empty and solves each. Puts its own rows and seconds on `done`."""
+    until it is empty and solves each of those `units`. Puts its own rows and seconds on
+    `done`."""
     import queue as queue_module
 
     from bench.flows import flow_from_config
-    from bench.runner.fused import row_cost
     from bench.solve import solve_latents
 
     torch.set_num_threads(1)
@@ -151,14 +166,8 @@ def _shard_worker(state, arch_config, run_preset, iters, mode, max_batch, queue,
     flow.eval().requires_grad_(False)
     cells, preset = table1_cells(run_preset)
     inputs = _inputs(cells, preset)
-    rows = [len(seeds) for *_, seeds in inputs]
-    units = _units(cells, rows, [row_cost(m) for m, *_ in inputs], mode, max_batch)
-
-    def problem(i: int, start: int, stop: int):
-        method, task, y, weight, seeds = inputs[i]
-        return method.problem(flow, task, y[start:stop], weight, seeds[start:stop], "cpu")
-
-    solve_latents(flow, [problem(0, 0, min(rows[0], 4))], 1)
+    warm = (0, 0, min(len(inputs[0][4]), 4))  # rows of cell 0, as measure_table1_throughput
+    solve_latents(flow, [_problem(flow, inputs, warm, "cpu")], 1)
     barrier.wait()
     t0, solved = perf_counter(), 0
     while True:
@@ -166,28 +175,23 @@ def _shard_worker(state, arch_config, run_preset, iters, mode, max_batch, queue,
             k = queue.get_nowait()
         except queue_module.Empty:
             break
-        solve_latents(flow, [problem(*seg) for seg in units[k]], iters)
+        solve_latents(flow, [_problem(flow, inputs, seg, "cpu") for seg in units[k]], iters)
         solved += sum(b - a for _, a, b in units[k])
     done.put((solved, perf_counter() - t0))
 
 
-def _time_workers(flow, run_preset: str, iters: int, mode: str, workers: int, max_batch: int):
-    """Wall seconds for `workers` single-thread processes to solve every unit of `mode`, from
-    the moment all of them are warm to the last one's finish."""
+def _time_workers(flow, run_preset: str, iters: int, units: list, workers: int) -> float:
+    """Wall seconds for `workers` single-thread processes to solve every one of `units`, from
+    the moment all of them are warm to the last one's finish. RuntimeError if the workers did
+    not solve every row of the units."""
     import multiprocessing as mp
 
-    from bench.runner.fused import row_cost
-
-    cells, preset = table1_cells(run_preset)
-    inputs = _inputs(cells, preset)
-    rows = [len(seeds) for *_, seeds in inputs]
-    n_units = len(_units(cells, rows, [row_cost(m) for m, *_ in inputs], mode, max_batch))
     ctx = mp.get_context("spawn")
     queue, done, barrier = ctx.Queue(), ctx.Queue(), ctx.Barrier(workers + 1)
-    for k in range(n_units):
+    for k in range(len(units)):
         queue.put(k)
     state = {k: v.detach().cpu() for k, v in flow.state_dict().items()}
-    args = (state, flow.arch_config, run_preset, iters, mode, max_batch, queue, barrier, done)
+    args = (state, flow.arch_config, run_preset, iters, units, queue, barrier, done)
     procs = [ctx.Process(target=_shard_worker, args=args, daemon=True) for _ in range(workers)]
     for p in procs:
         p.start()
@@ -201,9 +205,10 @@ def _time_workers(flow, run_preset: str, iters: int, mode: str, workers: int, ma
             p.join(timeout=10)
             if p.is_alive():
                 p.kill()
-    if sum(r for r, _ in results) != sum(rows):
-        raise RuntimeError(f"workers solved {sum(r for r, _ in results)} of {sum(rows)} rows")
-    return seconds, n_units, sum(rows)
+    solved, total = sum(r for r, _ in results), sum(b - a for u in units for _, a, b in u)
+    if solved != total:
+        raise RuntimeError(f"workers solved {solved} of {total} rows")
+    return seconds
 
 
 def measure_table1_workers(
@@ -218,20 +223,18 @@ def measure_table1_workers(
 
     if workers < 2:
         raise ValueError(f"workers must be at least 2, got {workers}")
-    width = flow.arch_config.get("hidden")
-    batch = max_batch or default_max_batch("cpu", width)
-    times: dict[str, list[float]] = {"per cell": [], "fused": []}
-    meta = {}
+    batch = max_batch or default_max_batch("cpu", flow.arch_config.get("hidden"))
+    cells, _, rows, costs = _plan(run_preset)
+    units = {mode: _units(cells, rows, costs, mode, batch) for mode in ("per cell", "fused")}
+    times: dict[str, list[float]] = {mode: [] for mode in units}
     for _ in range(max(reps, 1)):
         for mode in times:
-            seconds, units, n_rows = _time_workers(flow, run_preset, iters, mode, workers, batch)
-            times[mode].append(seconds)
-            meta[mode] = (units, n_rows)
-    n_cells = len(table1_cells(run_preset)[0])
-    n_rows = meta["fused"][1]
-    shape = {"per cell": (int(round(n_rows / meta["per cell"][0])), meta["per cell"][0])}
-    shape["fused"] = (batch, meta["fused"][0])
-    common = dict(run_preset=run_preset, cells=n_cells, rows=n_rows, iters=iters)
+            times[mode].append(_time_workers(flow, run_preset, iters, units[mode], workers))
+    shape = {
+        "per cell": (int(round(np.mean(rows))), len(units["per cell"])),
+        "fused": (batch, len(units["fused"])),
+    }
+    common = dict(run_preset=run_preset, cells=len(cells), rows=int(sum(rows)), iters=iters)
     return throughput_rows(flow, times, shape, workers=workers, **common)
 
 
